@@ -1,0 +1,3 @@
+from malt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""The one interface every generation backend implements.
+
+A backend is built once for a run with the model (and optional LoRA adapter) of each role;
+`generate` then takes chat prompts for one role and returns `params.n` completions for each,
+seeded per prompt so that results do not depend on how prompts are batched (where the
+backend allows; each backend documents its limits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from malt.records import Messages
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a role runs: a base model (local folder or Hub id) plus an optional LoRA adapter."""
+
+    model: str
+    adapter: str | None = None
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-call sampling settings; temperature 0 means greedy."""
+
+    n: int = 1
+    temperature: float = 0.3
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated continuation."""
+
+    text: str
+    num_tokens: int
+    finish_reason: str  # "stop" (EOS or stop string) or "length"
+
+
+class Backend(Protocol):
+    """Generates completions for chat prompts of one role at a time."""
+
+    def generate(
+        self,
+        role: str,
+        prompts: Sequence[Messages],
+        params: SamplingParams,
+        seeds: Sequence[int],
+    ) -> list[list[Completion]]:
+        """`params.n` completions for each prompt; `seeds[i]` seeds prompt i's samples."""
+        ...
+
+    def close(self) -> None:
+        """Free models, GPU memory, connections."""
+        ...

@@ -1,0 +1,54 @@
+"""The `malt` command: one subcommand per stage, each `--config run.yaml [key=value ...]`.
+
+Every subcommand is short and linear: load the config, call the stage's `run`, print its
+summary. The same `run` functions are the Python API (`malt.stages.<stage>.run(cfg)`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from malt.config import load_config
+from malt.errors import MaltError
+
+# subcommand -> (stage module, one-line help). Each module defines
+# `add_arguments(parser)` and `main(cfg, args) -> dict` (the summary printed at the end).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "label": ("malt.stages.label", "grade tree leaves, assign values and labels, write role datasets"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="malt", description="Multi-agent LLM training (MALT).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", help="run config YAML (defaults apply when omitted)")
+        p.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="dotted config overrides, e.g. generate.verifier.n=2")
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        cfg = load_config(args.config, args.overrides)
+        summary = module.main(cfg, args)
+    except MaltError as e:
+        print(f"malt {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"malt {args.command}: interrupted; finished work is kept on disk", file=sys.stderr)
+        return 130
+    if summary is not None:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

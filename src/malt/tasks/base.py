@@ -1,0 +1,172 @@
+"""What a task is: a loader, role prompts, an answer extractor and an equivalence check.
+
+A task is data plus three functions, not a class hierarchy: each task module builds one
+`Task` value from its own functions and prompt texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from malt.errors import MaltError
+from malt.records import GENERATOR, REFINER, VERIFIER, Messages, Problem
+
+# (row, where) -> Problem; `where` is "file:line" or "hub-id[split] row i", for errors.
+RowParser = Callable[[dict[str, Any], str], Problem]
+
+
+@dataclass(frozen=True)
+class RolePrompts:
+    """System prompt per role and the user-turn templates.
+
+    Templates use `{question}`, `{generator}` (G's answer) and `{critique}` (V's critique).
+    """
+
+    generator_system: str
+    verifier_system: str
+    refiner_system: str
+    generator_user: str = "{question}"
+    verifier_user: str = "Question:\n{question}\n\nInitial answer:\n{generator}"
+    refiner_user: str = (
+        "Question:\n{question}\n\nInitial answer:\n{generator}\n\nCritique:\n{critique}"
+    )
+
+
+@dataclass(frozen=True)
+class Task:
+    """A benchmark: how to load it, prompt each role, and grade an answer."""
+
+    name: str
+    parse_row: RowParser
+    extract_fn: Callable[[str], str | None]
+    equivalent_fn: Callable[[str, str], bool]
+    prompts: RolePrompts
+    default_hub_id: str | None = None
+    default_hub_config: str | None = None
+
+    def load(
+        self,
+        source: str,
+        split: str = "train",
+        hub_config: str | None = None,
+        limit: int | None = None,
+    ) -> list[Problem]:
+        """Problems from a local JSONL/Parquet file or a Hugging Face Hub dataset id."""
+        problems: list[Problem] = []
+        seen: dict[str, int] = {}
+        for where, row in iter_rows(source, split, hub_config or self.default_hub_config):
+            if limit is not None and len(problems) >= limit:
+                break
+            p = self.parse_row(row, where)
+            # Duplicate questions in one file keep distinct, still deterministic ids.
+            count = seen.get(p.id, 0)
+            seen[p.id] = count + 1
+            if count:
+                p = Problem(id=f"{p.id}-{count + 1}", question=p.question, answer=p.answer,
+                            task=p.task, meta=p.meta)
+            problems.append(p)
+        return problems
+
+    def extract_answer(self, text: str) -> str | None:
+        """The final answer stated in a model output, or None when there is none."""
+        return self.extract_fn(text)
+
+    def is_equivalent(self, pred: str, gold: str) -> bool:
+        """Whether two answer strings mean the same answer for this task."""
+        return self.equivalent_fn(pred, gold)
+
+    def reward(self, completion: str, problem: Problem) -> int:
+        """1 when the completion's final answer matches the problem's gold answer, else 0."""
+        pred = self.extract_answer(completion)
+        return int(pred is not None and self.is_equivalent(pred, problem.answer))
+
+    def messages(
+        self,
+        role: str,
+        problem: Problem,
+        generator: str | None = None,
+        critique: str | None = None,
+    ) -> Messages:
+        """The chat messages for `role` on `problem` (V needs G's answer, R needs both)."""
+        p = self.prompts
+        if role == GENERATOR:
+            system, user = p.generator_system, p.generator_user
+        elif role == VERIFIER:
+            _require(generator, "generator", role)
+            system, user = p.verifier_system, p.verifier_user
+        elif role == REFINER:
+            _require(generator, "generator", role)
+            _require(critique, "critique", role)
+            system, user = p.refiner_system, p.refiner_user
+        else:
+            raise MaltError(f"unknown role {role!r}")
+        content = user.format(question=problem.question, generator=generator, critique=critique)
+        return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+
+
+def _require(value: str | None, what: str, role: str) -> None:
+    if value is None:
+        raise MaltError(f"the {role} prompt needs the {what} text")
+
+
+def stable_id(task: str, text: str) -> str:
+    """A short content-derived id: the same question always gets the same id.
+
+    >>> stable_id("gsm8k", "What is 2+2?")
+    'gsm8k-52cb6b5e4a03'
+    """
+    return f"{task}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:12]}"
+
+
+def iter_rows(
+    source: str, split: str = "train", hub_config: str | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (where, row) from a local .jsonl/.json/.parquet file or a Hub dataset id."""
+    path = Path(source)
+    if path.exists():
+        yield from _iter_local(path)
+        return
+    if path.suffix in (".jsonl", ".json", ".parquet") or "/" not in source or source.startswith((".", "/")):
+        raise MaltError(f"{source}: no such file (and it does not look like a Hub dataset id)")
+    yield from _iter_hub(source, split, hub_config)
+
+
+def _iter_local(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    from malt.io import read_jsonl
+
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        for i, row in enumerate(table.to_pylist(), start=1):
+            yield f"{path} row {i}", row
+    elif path.suffix in (".jsonl", ".json"):
+        for lineno, row in read_jsonl(path):
+            yield f"{path}:{lineno}", row
+    else:
+        raise MaltError(f"{path}: unsupported file type (use .jsonl or .parquet)")
+
+
+def _iter_hub(dataset_id: str, split: str, hub_config: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    # Real loading code for users with network access; CI has no hub access.
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(dataset_id, hub_config, split=split)
+    except Exception as e:  # noqa: BLE001 - any hub failure becomes one sentence
+        raise MaltError(f"{dataset_id}[{split}]: could not load from the Hugging Face Hub ({e})") from None
+    for i, row in enumerate(ds):
+        yield f"{dataset_id}[{split}] row {i}", dict(row)
+
+
+def field_str(row: dict[str, Any], key: str, where: str) -> str:
+    """A required non-empty string field of a row; errors name the place and the field."""
+    value = row.get(key)
+    if not isinstance(value, str) or not value.strip():
+        state = "missing" if value is None else "empty" if isinstance(value, str) else "not a string"
+        raise MaltError(f"{where}: field {key!r} is {state}")
+    return value
