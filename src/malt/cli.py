@@ -18,6 +18,8 @@ from malt.errors import MaltError
 # `add_arguments(parser)` and `main(cfg, args) -> dict` (the summary printed at the end).
 COMMANDS: dict[str, tuple[str, str]] = {
     "label": ("malt.stages.label", "grade tree leaves, assign values and labels, write role datasets"),
+    "eval": ("malt.stages.eval", "run the paper's settings on the test split with majority vote"),
+    "report": ("malt.stages.report", "render Table 1 (Markdown) and an accuracy chart from eval results"),
 }
 
 

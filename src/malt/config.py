@@ -168,6 +168,8 @@ class EvalConfig:
     top_p: float = 1.0
     max_new_tokens: int = 512
     bootstrap_samples: int = 10000
+    confidence: float = 0.95  # two-sided level of the bootstrap interval
+    chunk_size: int = 64  # questions per resumable chunk of sampled chains
 
 
 @dataclass
@@ -308,10 +310,27 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.backend.batch_size >= 1, "backend.batch_size", "must be at least 1")
     _check(cfg.eval.chains >= 1, "eval.chains", "must be at least 1")
     _check(bool(cfg.eval.seeds), "eval.seeds", "needs at least one seed")
+    _validate_eval(cfg.eval)
     mp = cfg.data.max_pairs_per_parent
     _check(mp is None or mp >= 1, "data.max_pairs_per_parent", "must be at least 1 or null")
     _check(cfg.train.beta > 0, "train.beta", "must be > 0")
     _check(cfg.train.lora_r >= 1, "train.lora_r", "must be at least 1")
+
+
+def _validate_eval(e: EvalConfig) -> None:
+    from malt.evaluate.methods import METHODS
+
+    for name in e.methods:
+        _check(name in METHODS, "eval.methods", f"unknown method {name!r} (known: {', '.join(METHODS)})")
+    _check(bool(e.methods), "eval.methods", "needs at least one method")
+    _check(len(set(e.seeds)) == len(e.seeds), "eval.seeds", "must not repeat a seed")
+    _check(e.subset_size is None or e.subset_size >= 1, "eval.subset_size", "must be at least 1 or null")
+    _check(e.temperature >= 0, "eval.temperature", "must be >= 0")
+    _check(0 < e.top_p <= 1, "eval.top_p", "must be in (0, 1]")
+    _check(e.max_new_tokens >= 1, "eval.max_new_tokens", "must be at least 1")
+    _check(e.bootstrap_samples >= 1, "eval.bootstrap_samples", "must be at least 1")
+    _check(0 < e.confidence < 1, "eval.confidence", "must be in (0, 1)")
+    _check(e.chunk_size >= 1, "eval.chunk_size", "must be at least 1")
 
 
 def _check(ok: bool, key: str, why: str) -> None:

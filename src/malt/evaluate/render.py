@@ -1,0 +1,185 @@
+"""Pure rendering of eval results: Table-1 Markdown and an accuracy bar chart.
+
+Inputs are the dicts `malt eval` writes to results.json (one per task) and, optionally, the
+label stage's summary.json; outputs are a Markdown string and a matplotlib Figure. Nothing
+here reads or writes files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Results = Mapping[str, Any]
+
+
+def pct(x: float) -> str:
+    """An accuracy in percent with one decimal.
+
+    >>> pct(0.5678)
+    '56.8'
+    """
+    return f"{100 * x:.1f}"
+
+
+def signed_pct(x: float) -> str:
+    """A difference in percentage points with its sign.
+
+    >>> signed_pct(0.031), signed_pct(-0.004), signed_pct(0.0)
+    ('+3.1', '-0.4', '+0.0')
+    """
+    return f"{100 * x:+.1f}"
+
+
+def method_order(results_list: Sequence[Results]) -> list[str]:
+    """Union of the methods of all results, first appearance first."""
+    order: list[str] = []
+    for res in results_list:
+        order += [m for m in res["order"] if m not in order]
+    return order
+
+
+def table_markdown(results_list: Sequence[Results]) -> str:
+    """Table 1: one row per method; per task, mean ± std accuracy and MALT minus it (CI)."""
+    head = ["Method"]
+    for res in results_list:
+        head += [f"{res['task']} acc. (%)", f"{res['task']}: MALT − method, {_level(res)} CI"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in method_order(results_list):
+        label = next(r["methods"][name]["label"] for r in results_list if name in r["methods"])
+        cells = [label]
+        for res in results_list:
+            m = res["methods"].get(name)
+            cells.append(f"{pct(m['mean'])} ± {pct(m['std'])}" if m else "–")
+            cells.append(_ci_cell(res, name))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _level(res: Results) -> str:
+    return f"{round(100 * res.get('confidence', 0.95))}%"
+
+
+def _ci_cell(res: Results, name: str) -> str:
+    comp = res.get("comparisons")
+    if not comp:
+        return "–"
+    if name == comp["reference"]:
+        return "(reference)"
+    ci = comp["vs"].get(name)
+    if ci is None:
+        return "–"
+    return f"{signed_pct(ci['diff'])} [{signed_pct(ci['ci_low'])}, {signed_pct(ci['ci_high'])}]"
+
+
+def setup_markdown(results_list: Sequence[Results]) -> str:
+    """One line per task: test set, questions, seeds, chains, unanswered counts."""
+    lines = []
+    for res in results_list:
+        per_seed = sorted(set(res["questions_per_seed"].values()))
+        no_answer = {n: sum(v["no_answer"] for v in m["per_seed"].values())
+                     for n, m in res["methods"].items()}
+        worst = max(no_answer, key=no_answer.get)
+        lines.append(
+            f"- **{res['task']}**: `{res['test']}` ({res['test_split']}, {res['test_questions']} "
+            f"questions); {'/'.join(map(str, per_seed))} questions per seed; seeds "
+            f"{', '.join(map(str, res['seeds']))}; {res['chains']} chains per vote; "
+            f"most unanswered votes: {worst} ({no_answer[worst]} over all seeds)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def leakage_markdown(results_list: Sequence[Results]) -> str:
+    """The split check and the question overlap with the training trees, per task."""
+    lines = []
+    for res in results_list:
+        leak = res.get("leakage", {})
+        ov = leak.get("overlap")
+        if ov is None:
+            found = "no training trees found to compare"
+        else:
+            found = (f"{ov['overlap']} of {ov['eval_questions']} test questions "
+                     f"({pct(ov['overlap_fraction'])}%) also appear among "
+                     f"{ov['training_questions']} training-tree questions")
+            if ov["examples"]:
+                found += f" (e.g. {', '.join(ov['examples'][:3])})"
+        sources = ", ".join(f"`{s}`" for s in leak.get("training_sources", [])) or "none recorded"
+        lines.append(f"- **{res['task']}**: trees generated from {sources}; {found}.")
+    return "\n".join(lines) + "\n"
+
+
+def role_data_markdown(summary: Any) -> str:
+    """The label stage's summary as a table: rows of a mapping of mappings, else key/value."""
+    if isinstance(summary, Mapping) and summary and all(
+        isinstance(v, Mapping) for v in summary.values()
+    ):
+        cols: list[str] = []
+        for v in summary.values():
+            cols += [k for k in v if k not in cols and not isinstance(v[k], (dict, list))]
+        lines = ["| | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+        for key, v in summary.items():
+            lines.append(f"| {key} | " + " | ".join(_fmt(v.get(c, "")) for c in cols) + " |")
+        return "\n".join(lines) + "\n"
+    lines = ["| field | value |", "|---|---|"]
+    for key, value in _flatten(summary, ""):
+        lines.append(f"| {key} | {_fmt(value)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _flatten(obj: Any, prefix: str) -> list[tuple[str, Any]]:
+    if isinstance(obj, Mapping):
+        out = []
+        for k, v in obj.items():
+            out += _flatten(v, f"{prefix}{k}.") if isinstance(v, Mapping) else [(f"{prefix}{k}", v)]
+        return out
+    return [(prefix.rstrip(".") or "value", obj)]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def report_markdown(
+    results_list: Sequence[Results], label_summary: Any = None, chart: str | None = None
+) -> str:
+    """The whole report: Table 1, setup, leakage, chart link, role-data statistics."""
+    parts = ["# MALT evaluation\n", "## Table 1: accuracy (mean ± std over seeds)\n",
+             table_markdown(results_list),
+             "\nCI: paired bootstrap over (seed, question) of MALT's per-question correctness "
+             "minus the method's, in percentage points; positive means MALT is better.\n",
+             "\n## Setup\n", setup_markdown(results_list),
+             "\n## Test split and overlap with the training trees\n",
+             leakage_markdown(results_list)]
+    if chart:
+        parts += ["\n## Accuracy chart\n", f"![accuracy per method]({chart})\n"]
+    if label_summary is not None:
+        parts += ["\n## Role data (label stage)\n", role_data_markdown(label_summary)]
+    return "".join(parts)
+
+
+def accuracy_figure(results_list: Sequence[Results]):
+    """Grouped bars: accuracy per method (one colour per task), error bars = std over seeds."""
+    from matplotlib.figure import Figure
+
+    names = method_order(results_list)
+    fig = Figure(figsize=(max(6.0, 1.1 * len(names) + 2), 4.5), dpi=120)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(results_list))
+    for t, res in enumerate(results_list):
+        xs = [i + (t - (len(results_list) - 1) / 2) * width for i, n in enumerate(names)
+              if n in res["methods"]]
+        ms = [res["methods"][n] for n in names if n in res["methods"]]
+        ax.bar(xs, [100 * m["mean"] for m in ms], width, yerr=[100 * m["std"] for m in ms],
+               capsize=3, label=res["task"])
+    labels = [next(r["methods"][n]["label"] for r in results_list if n in r["methods"])
+              for n in names]
+    ax.set_xticks(range(len(names)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Accuracy per method (error bars: std over seeds)")
+    ax.legend(title="task")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
