@@ -320,11 +320,14 @@ def validate(cfg: RunConfig) -> None:
 def _validate_eval(e: EvalConfig) -> None:
     from malt.evaluate.methods import METHODS
 
+    known = ", ".join(METHODS)
     for name in e.methods:
-        _check(name in METHODS, "eval.methods", f"unknown method {name!r} (known: {', '.join(METHODS)})")
+        _check(name in METHODS, "eval.methods", f"unknown method {name!r} (known: {known})")
     _check(bool(e.methods), "eval.methods", "needs at least one method")
     _check(len(set(e.seeds)) == len(e.seeds), "eval.seeds", "must not repeat a seed")
-    _check(e.subset_size is None or e.subset_size >= 1, "eval.subset_size", "must be at least 1 or null")
+    _check(len(set(e.methods)) == len(e.methods), "eval.methods", "must not repeat a method")
+    _check(e.subset_size is None or e.subset_size >= 1, "eval.subset_size",
+           "must be at least 1 or null")
     _check(e.temperature >= 0, "eval.temperature", "must be >= 0")
     _check(0 < e.top_p <= 1, "eval.top_p", "must be in (0, 1]")
     _check(e.max_new_tokens >= 1, "eval.max_new_tokens", "must be at least 1")

@@ -66,7 +66,7 @@ class FakeBackend:
             raise RuntimeError("fake backend failure")
         self.calls.append((role, len(prompts), params.n))
         out = []
-        for messages, seed in zip(prompts, seeds):
+        for messages, seed in zip(prompts, seeds, strict=True):
             a, b = map(int, _SUM.search(messages[-1]["content"]).groups())
             rng = random.Random(seed)
             out.append([Completion(self._text(role, a + b, messages, rng), 5, "stop")

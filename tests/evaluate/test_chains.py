@@ -2,8 +2,9 @@
 
 import doctest
 
-import malt.evaluate.chains as chains_mod
 from fakes import TOY, FakeBackend, toy_rows
+
+import malt.evaluate.chains as chains_mod
 from malt.backends.base import SamplingParams
 from malt.evaluate.chains import Chain, run_chains
 

@@ -31,8 +31,10 @@ def make_run(tmp_path, n=12, methods=None, **eval_overrides):
     test = tmp_path / "test.jsonl"
     write_jsonl(test, toy_rows(n))
     run_dir = tmp_path / "run"
-    models = {role: {stage: {"model": "base-model", "adapter": adapter(run_dir / "train" / role / stage)}
-                     for stage in ("sft", "final")} for role in ("generator", "verifier", "refiner")}
+    models = {role: {stage: {"model": "base-model",
+                             "adapter": adapter(run_dir / "train" / role / stage)}
+                     for stage in ("sft", "final")}
+              for role in ("generator", "verifier", "refiner")}
     (run_dir / "train" / "models.json").write_text(json.dumps(models))
     overrides = [f"run_dir={run_dir}", f"task.test={test}", "models.base=base-model",
                  "eval.bootstrap_samples=500", "eval.chunk_size=5"]
@@ -57,7 +59,8 @@ class Factory:
 
 
 def records(cfg, method, seed):
-    return [r for _, r in read_jsonl(Path(cfg.run_dir) / "eval" / "records" / method / f"seed{seed}.jsonl")]
+    path = Path(cfg.run_dir) / "eval" / "records" / method / f"seed{seed}.jsonl"
+    return [r for _, r in read_jsonl(path)]
 
 
 def test_every_method_end_to_end(tmp_path):
@@ -66,12 +69,12 @@ def test_every_method_end_to_end(tmp_path):
     res = eval_stage.run(cfg, task=TOY, backend_factory=factory)
     assert res["order"] == cfg.eval.methods and set(res["methods"]) == set(cfg.eval.methods)
     # One backend per source (base, sft, final), each closed; trained sources get adapters.
-    assert [sorted({s.adapter is not None for s in b.specs.values()}) for b in factory.built] == [
-        [False], [True], [True]]
+    has_adapter = [sorted({s.adapter is not None for s in b.specs.values()})
+                   for b in factory.built]
+    assert has_adapter == [[False], [True], [True]]
     assert all(b.closed for b in factory.built)
-    assert {r: s.adapter.split("/")[-2:] for r, s in factory.built[2].specs.items()}["verifier"] == [
-        "verifier", "final"]
-    for name, m in res["methods"].items():
+    assert Path(factory.built[2].specs["verifier"].adapter).parts[-2:] == ("verifier", "final")
+    for m in res["methods"].values():
         accs = [v["accuracy"] for v in m["per_seed"].values()]
         assert len(accs) == 3 and m["mean"] == pytest.approx(sum(accs) / 3)
         assert all(v["n"] == 12 for v in m["per_seed"].values())
@@ -86,18 +89,20 @@ def test_records_hold_chains_votes_and_correctness(tmp_path):
     cfg = make_run(tmp_path, methods=["sa", "sa_mv", "ma", "ma_mv"], seeds="[0]")
     eval_stage.run(cfg, task=TOY, backend_factory=Factory())
     sa, sa_mv, ma, ma_mv = (records(cfg, m, 0) for m in ("sa", "sa_mv", "ma", "ma_mv"))
-    for r1, rv, rm, rmv in zip(sa, sa_mv, ma, ma_mv):
+    for r1, rv, rm, rmv in zip(sa, sa_mv, ma, ma_mv, strict=True):
         assert len(r1["chains"]) == len(rm["chains"]) == 1 and len(rv["chains"]) == 3
         # SA is the generator step of MA's chain 0; SA+MV votes over the generator answers.
         assert r1["chains"][0]["generator"] == rm["chains"][0]["generator"]
         assert set(rmv["chains"][0]) == {"generator", "generator_answer", "verifier", "refiner",
                                          "answer"}
         for rec in (r1, rv, rm, rmv):
-            assert rec["correct"] == (rec["vote"] is not None and int(rec["vote"]) == int(rec["gold"]))
-            assert rec["no_answer"] == (rec["vote"] is None)
-            answers = [c["answer"] for c in rec["chains"]]
-            assert rec["votes"] == sum(a is not None and int(a) == int(rec["vote"]) for a in answers) \
-                if rec["vote"] is not None else all(a is None for a in answers)
+            vote, answers = rec["vote"], [c["answer"] for c in rec["chains"]]
+            assert rec["correct"] == (vote is not None and int(vote) == int(rec["gold"]))
+            assert rec["no_answer"] == (vote is None)
+            if vote is None:
+                assert all(a is None for a in answers)
+            else:
+                assert rec["votes"] == sum(a is not None and int(a) == int(vote) for a in answers)
 
 
 def test_subsets_differ_per_seed_and_share_within_a_seed(tmp_path):
@@ -114,7 +119,8 @@ def test_resume_keeps_finished_chunks_and_records(tmp_path):
     # Dies on its 5th backend call: chunk 0 (3 calls) is saved, chunk 1 is not.
     with pytest.raises(RuntimeError):
         eval_stage.run(cfg, task=TOY, backend_factory=Factory(fail_after=4))
-    chunks = sorted(p.name for p in (Path(cfg.run_dir) / "eval" / "chains" / "base" / "seed0").iterdir())
+    cache = Path(cfg.run_dir) / "eval" / "chains" / "base" / "seed0"
+    chunks = sorted(p.name for p in cache.iterdir())
     assert chunks == ["chunk-00000.jsonl"]
     again = Factory()
     eval_stage.run(cfg, task=TOY, backend_factory=again)
@@ -204,3 +210,15 @@ def test_reports_question_overlap_with_training_trees(tmp_path, capsys):
     ov = res["leakage"]["overlap"]
     assert (ov["overlap"], ov["eval_questions"], ov["training_questions"]) == (3, 12, 4)
     assert "3 of 12 test questions also appear" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, field", [
+    ("eval.methods=[sa,best]", "eval.methods: unknown method 'best'"),
+    ("eval.seeds=[1,1]", "eval.seeds: must not repeat"),
+    ("eval.subset_size=0", "eval.subset_size"),
+    ("eval.confidence=1.5", "eval.confidence"),
+    ("eval.chunk_size=0", "eval.chunk_size"),
+])
+def test_bad_eval_config_names_the_field(override, field):
+    with pytest.raises(MaltError, match=field):
+        load_config(None, [override])

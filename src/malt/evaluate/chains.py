@@ -76,18 +76,18 @@ def run_chains(
     ]
     if not multi_agent:
         return chains
-    flat = [(p, i, ch) for p, row in zip(problems, chains) for i, ch in enumerate(row)]
+    flat = [(p, i, ch) for p, row in zip(problems, chains, strict=True) for i, ch in enumerate(row)]
     v_out = _call(backend, VERIFIER,
                   [task.messages(VERIFIER, p, generator=ch.generator) for p, _, ch in flat],
                   params, 1, [prompt_seed(seed, p.id, i, VERIFIER) for p, i, _ in flat])
-    for (_, _, ch), (v,) in zip(flat, v_out):
+    for (_, _, ch), (v,) in zip(flat, v_out, strict=True):
         ch.verifier = v.text
         ch.finish_reasons += (v.finish_reason,)
     r_prompts = [task.messages(REFINER, p, generator=ch.generator, critique=ch.verifier)
                  for p, _, ch in flat]
     r_out = _call(backend, REFINER, r_prompts, params, 1,
                   [prompt_seed(seed, p.id, i, REFINER) for p, i, _ in flat])
-    for (_, _, ch), (r,) in zip(flat, r_out):
+    for (_, _, ch), (r,) in zip(flat, r_out, strict=True):
         ch.refiner = r.text
         ch.refiner_answer = task.extract_answer(r.text)
         ch.finish_reasons += (r.finish_reason,)

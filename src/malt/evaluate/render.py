@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from malt.records import ROLES
+
 Results = Mapping[str, Any]
 
 
@@ -109,21 +111,33 @@ def leakage_markdown(results_list: Sequence[Results]) -> str:
 
 
 def role_data_markdown(summary: Any) -> str:
-    """The label stage's summary as a table: rows of a mapping of mappings, else key/value."""
-    if isinstance(summary, Mapping) and summary and all(
-        isinstance(v, Mapping) for v in summary.values()
-    ):
-        cols: list[str] = []
-        for v in summary.values():
-            cols += [k for k in v if k not in cols and not isinstance(v[k], (dict, list))]
-        lines = ["| | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
-        for key, v in summary.items():
-            lines.append(f"| {key} | " + " | ".join(_fmt(v.get(c, "")) for c in cols) + " |")
-        return "\n".join(lines) + "\n"
-    lines = ["| field | value |", "|---|---|"]
-    for key, value in _flatten(summary, ""):
-        lines.append(f"| {key} | {_fmt(value)} |")
+    """The label stage's summary: its counts, then a statistic x role table for per-role counts.
+
+    >>> print(role_data_markdown({"trees": 2, "sft_rows": {"generator": 3, "refiner": 1}}), end="")
+    | statistic | value |
+    |---|---|
+    | trees | 2 |
+    <BLANKLINE>
+    | per role | generator | refiner |
+    |---|---|---|
+    | sft_rows | 3 | 1 |
+    """
+    if not isinstance(summary, Mapping):
+        return f"{_fmt(summary)}\n"
+    per_role = {k: v for k, v in summary.items() if k not in _SKIP and isinstance(v, Mapping)
+                and v and set(v) <= set(ROLES)}
+    flat = [(k, v) for k, v in _flatten(summary, "") if k.split(".")[0] not in {*_SKIP, *per_role}]
+    lines = ["| statistic | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in flat]
+    if per_role:
+        roles = [r for r in ROLES if any(r in v for v in per_role.values())]
+        lines += ["", "| per role | " + " | ".join(roles) + " |", "|---" * (len(roles) + 1) + "|"]
+        lines += [f"| {k} | " + " | ".join(_fmt(v.get(r, "")) for r in roles) + " |"
+                  for k, v in per_role.items()]
     return "\n".join(lines) + "\n"
+
+
+_SKIP = {"files", "seconds"}  # output paths and timings are not role-data statistics
 
 
 def _flatten(obj: Any, prefix: str) -> list[tuple[str, Any]]:
@@ -145,41 +159,55 @@ def report_markdown(
     results_list: Sequence[Results], label_summary: Any = None, chart: str | None = None
 ) -> str:
     """The whole report: Table 1, setup, leakage, chart link, role-data statistics."""
-    parts = ["# MALT evaluation\n", "## Table 1: accuracy (mean ± std over seeds)\n",
+    parts = ["# MALT evaluation\n\n", "## Table 1: accuracy (mean ± std over seeds)\n\n",
              table_markdown(results_list),
              "\nCI: paired bootstrap over (seed, question) of MALT's per-question correctness "
              "minus the method's, in percentage points; positive means MALT is better.\n",
-             "\n## Setup\n", setup_markdown(results_list),
-             "\n## Test split and overlap with the training trees\n",
+             "\n## Setup\n\n", setup_markdown(results_list),
+             "\n## Test split and overlap with the training trees\n\n",
              leakage_markdown(results_list)]
     if chart:
-        parts += ["\n## Accuracy chart\n", f"![accuracy per method]({chart})\n"]
+        parts += ["\n## Accuracy chart\n\n", f"![accuracy per method]({chart})\n"]
     if label_summary is not None:
-        parts += ["\n## Role data (label stage)\n", role_data_markdown(label_summary)]
+        parts += ["\n## Role data (label stage)\n\n", role_data_markdown(label_summary)]
     return "".join(parts)
 
 
 def accuracy_figure(results_list: Sequence[Results]):
-    """Grouped bars: accuracy per method (one colour per task), error bars = std over seeds."""
+    """Grouped bars of accuracy per method, error bars = std over seeds.
+
+    With several tasks each task has its colour; with one, each method source (base, STaR,
+    MALT) has its colour.
+    """
     from matplotlib.figure import Figure
 
     names = method_order(results_list)
-    fig = Figure(figsize=(max(6.0, 1.1 * len(names) + 2), 4.5), dpi=120)
+    fig = Figure(figsize=(max(6.0, 1.1 * len(names) + 2), 4.8), dpi=120)
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(results_list))
+    colors = [f"C{i}" for i in range(10)]
     for t, res in enumerate(results_list):
-        xs = [i + (t - (len(results_list) - 1) / 2) * width for i, n in enumerate(names)
-              if n in res["methods"]]
-        ms = [res["methods"][n] for n in names if n in res["methods"]]
-        ax.bar(xs, [100 * m["mean"] for m in ms], width, yerr=[100 * m["std"] for m in ms],
-               capsize=3, label=res["task"])
+        idx = [i for i, n in enumerate(names) if n in res["methods"]]
+        ms = [res["methods"][names[i]] for i in idx]
+        xs = [i + (t - (len(results_list) - 1) / 2) * width for i in idx]
+        if len(results_list) == 1:
+            sources = list(dict.fromkeys(m.get("source", "") for m in ms))
+            color = [colors[sources.index(m.get("source", "")) % 10] for m in ms]
+        else:
+            color = colors[t % 10]
+        bars = ax.bar(xs, [100 * m["mean"] for m in ms], width, color=color,
+                      yerr=[100 * m["std"] for m in ms], capsize=3, label=res["task"])
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
     labels = [next(r["methods"][n]["label"] for r in results_list if n in r["methods"])
               for n in names]
     ax.set_xticks(range(len(names)), labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title("Accuracy per method (error bars: std over seeds)")
-    ax.legend(title="task")
+    ax.set_ylim(0, 110)
+    ax.set_title("Accuracy per method (mean over seeds; error bars: std)")
+    if len(results_list) > 1:
+        ax.legend(title="task")
+    else:
+        ax.set_xlabel(f"task: {results_list[0]['task']}  (colour: base / STaR / MALT models)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -66,7 +66,7 @@ def load_chunk(
 
 def save_chunk(path: Path, problems: Sequence[Problem], chains: Sequence[Sequence[Chain]]) -> None:
     write_jsonl(path, ({"id": p.id, "chains": [c.to_dict() for c in cs]}
-                       for p, cs in zip(problems, chains)))
+                       for p, cs in zip(problems, chains, strict=True)))
 
 
 def check_settings(path: Path, settings: dict[str, Any]) -> None:

@@ -188,7 +188,7 @@ def evaluate_source(
             for m, s in pending:
                 if s == seed:
                     rows = [method_record(m, p, cs, cfg.eval.chains, task)
-                            for p, cs in zip(subsets[seed], chains)]
+                            for p, cs in zip(subsets[seed], chains, strict=True)]
                     store.write_records(store.records_path(eval_dir, m.name, seed), rows)
     finally:
         backend.close()
