@@ -87,14 +87,23 @@ def test_every_method_end_to_end(tmp_path):
 
 def test_records_hold_chains_votes_and_correctness(tmp_path):
     cfg = make_run(tmp_path, methods=["sa", "sa_mv", "ma", "ma_mv"], seeds="[0]")
-    eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    res = eval_stage.run(cfg, task=TOY, backend_factory=Factory())
     sa, sa_mv, ma, ma_mv = (records(cfg, m, 0) for m in ("sa", "sa_mv", "ma", "ma_mv"))
+    chains = [c for r in ma_mv for c in r["chains"]]
+    summary = res["methods"]["ma_mv"]["per_seed"]["0"]
+    assert summary["chains"] == 36 and "fixed" not in res["methods"]["sa"]["per_seed"]["0"]
+    assert summary["fixed"] == sum(c["correct"] and not c["generator_correct"] for c in chains)
+    assert summary["broken"] == sum(c["generator_correct"] and not c["correct"] for c in chains)
+    assert summary["fixed"] > 0
     for r1, rv, rm, rmv in zip(sa, sa_mv, ma, ma_mv, strict=True):
         assert len(r1["chains"]) == len(rm["chains"]) == 1 and len(rv["chains"]) == 3
         # SA is the generator step of MA's chain 0; SA+MV votes over the generator answers.
         assert r1["chains"][0]["generator"] == rm["chains"][0]["generator"]
-        assert set(rmv["chains"][0]) == {"generator", "generator_answer", "verifier", "refiner",
-                                         "answer"}
+        assert set(rmv["chains"][0]) == {"generator", "generator_answer", "generator_correct",
+                                         "verifier", "refiner", "answer", "correct"}
+        for c in rmv["chains"]:
+            right = c["answer"] is not None and int(c["answer"]) == int(rmv["gold"])
+            assert c["correct"] == right
         for rec in (r1, rv, rm, rmv):
             vote, answers = rec["vote"], [c["answer"] for c in rec["chains"]]
             assert rec["correct"] == (vote is not None and int(vote) == int(rec["gold"]))

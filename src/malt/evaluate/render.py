@@ -91,6 +91,24 @@ def setup_markdown(results_list: Sequence[Results]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def refinement_markdown(results_list: Sequence[Results]) -> str:
+    """Per multi-agent method: how often V -> R turned G's wrong answer right, or right wrong."""
+    lines = ["| Task | Method | chains | single-chain acc. (%) | fixed (wrong → right) | "
+             "broken (right → wrong) | net |", "|---|---|---|---|---|---|---|"]
+    for res in results_list:
+        for name in res["order"]:
+            m = res["methods"][name]
+            seeds = list(m["per_seed"].values())
+            if not seeds or "fixed" not in seeds[0]:
+                continue
+            chains = sum(v["chains"] for v in seeds)
+            fixed, broken = sum(v["fixed"] for v in seeds), sum(v["broken"] for v in seeds)
+            acc = sum(v["chain_accuracy"] * v["chains"] for v in seeds) / chains if chains else 0
+            lines.append(f"| {res['task']} | {m['label']} | {chains} | {pct(acc)} | {fixed} | "
+                         f"{broken} | {fixed - broken:+d} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
 def leakage_markdown(results_list: Sequence[Results]) -> str:
     """The split check and the question overlap with the training trees, per task."""
     lines = []
@@ -164,6 +182,8 @@ def report_markdown(
              "\nCI: paired bootstrap over (seed, question) of MALT's per-question correctness "
              "minus the method's, in percentage points; positive means MALT is better.\n",
              "\n## Setup\n\n", setup_markdown(results_list),
+             *_section("What the verifier and refiner do to the generator's answers",
+                       refinement_markdown(results_list)),
              "\n## Test split and overlap with the training trees\n\n",
              leakage_markdown(results_list)]
     if chart:
@@ -171,6 +191,10 @@ def report_markdown(
     if label_summary is not None:
         parts += ["\n## Role data (label stage)\n\n", role_data_markdown(label_summary)]
     return "".join(parts)
+
+
+def _section(title: str, body: str) -> list[str]:
+    return [f"\n## {title}\n\n", body] if body else []
 
 
 def accuracy_figure(results_list: Sequence[Results]):

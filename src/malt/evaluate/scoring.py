@@ -35,16 +35,22 @@ def select_subset(problems: Sequence[Problem], size: int | None, seed: int) -> l
     return [problems[i] for i in picked]
 
 
-def chain_view(chain: Chain, multi_agent: bool) -> dict[str, Any]:
-    """What a record keeps of one chain: all its texts (G only for single agent)."""
+def chain_view(chain: Chain, multi_agent: bool, problem: Problem, task: Task) -> dict[str, Any]:
+    """What a record keeps of one chain: all its texts (G only for single agent), graded."""
+    def grade(answer: str | None) -> bool:
+        return answer is not None and task.is_equivalent(answer, problem.answer)
+
     if not multi_agent:
-        return {"generator": chain.generator, "answer": chain.generator_answer}
+        return {"generator": chain.generator, "answer": chain.generator_answer,
+                "correct": grade(chain.generator_answer)}
     return {
         "generator": chain.generator,
         "generator_answer": chain.generator_answer,
+        "generator_correct": grade(chain.generator_answer),
         "verifier": chain.verifier,
         "refiner": chain.refiner,
         "answer": chain.refiner_answer,
+        "correct": grade(chain.refiner_answer),
     }
 
 
@@ -53,7 +59,7 @@ def method_record(
 ) -> dict[str, Any]:
     """The record of one question under `method`: chain 0 alone, or a vote over k chains."""
     used = list(chains[:k] if method.vote else chains[:1])
-    views = [chain_view(c, method.multi_agent) for c in used]
+    views = [chain_view(c, method.multi_agent, problem, task) for c in used]
     vote = majority_vote([v["answer"] for v in views], task.is_equivalent)
     correct = vote.answer is not None and task.is_equivalent(vote.answer, problem.answer)
     return {
@@ -70,15 +76,31 @@ def method_record(
 
 
 def seed_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Accuracy, counts and unanswered questions of one (method, seed) record set."""
+    """Accuracy, counts, unanswered questions; for G -> V -> R, what refinement did.
+
+    `fixed` counts chains whose generator answer was wrong and final answer right, `broken`
+    the reverse, over every chain of every question.
+    """
     n = len(records)
     correct = sum(1 for r in records if r["correct"])
-    return {
+    out = {
         "accuracy": correct / n if n else 0.0,
         "correct": correct,
         "n": n,
         "no_answer": sum(1 for r in records if r["no_answer"]),
+        "chains": sum(len(r["chains"]) for r in records),
+        "chain_accuracy": _rate(sum(c["correct"] for r in records for c in r["chains"]),
+                                sum(len(r["chains"]) for r in records)),
     }
+    chains = [c for r in records for c in r["chains"] if "generator_correct" in c]
+    if chains:
+        out["fixed"] = sum(1 for c in chains if c["correct"] and not c["generator_correct"])
+        out["broken"] = sum(1 for c in chains if c["generator_correct"] and not c["correct"])
+    return out
+
+
+def _rate(a: int, b: int) -> float:
+    return a / b if b else 0.0
 
 
 def build_results(
