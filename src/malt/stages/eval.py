@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tqdm.auto import tqdm
 
 from malt.backends import Backend, ModelSpec, SamplingParams, build_backend
 from malt.config import RunConfig, save_config
@@ -34,12 +35,13 @@ BackendFactory = Callable[[Mapping[str, ModelSpec]], Backend]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`malt eval` takes only the config and overrides (e.g. eval.methods=[sa,malt])."""
+    """`malt eval` flags; settings come from the config and overrides (eval.methods=[sa,malt])."""
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
 def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
     """CLI entry: run the evaluation and return a short summary."""
-    results = run(cfg)
+    results = run(cfg, progress=not args.no_progress)
     return {
         "results": str(cfg.stage_dir("eval") / "results.json"),
         "accuracy": {n: f"{m['mean']:.3f} ± {m['std']:.3f}" for n, m in results["methods"].items()},
@@ -48,7 +50,10 @@ def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(
-    cfg: RunConfig, task: Task | None = None, backend_factory: BackendFactory | None = None
+    cfg: RunConfig,
+    task: Task | None = None,
+    backend_factory: BackendFactory | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Evaluate `cfg.eval.methods` over `cfg.eval.seeds`; returns (and writes) results.json.
 
@@ -75,7 +80,7 @@ def run(
                    if not store.records_complete(store.records_path(eval_dir, m.name, s),
                                                  subsets[s])]
         if pending:
-            evaluate_source(cfg, task, factory, source, pending, subsets, settings)
+            evaluate_source(cfg, task, factory, source, pending, subsets, settings, progress)
     records = {(m.name, s): store.read_records(store.records_path(eval_dir, m.name, s))
                for m in methods for s in cfg.eval.seeds}
     results = build_results(methods, records, cfg.eval.seeds, cfg.eval.bootstrap_samples,
@@ -172,6 +177,7 @@ def evaluate_source(
     pending: Sequence[tuple[Method, int]],
     subsets: Mapping[int, Sequence[Problem]],
     settings: dict[str, Any],
+    progress: bool = False,
 ) -> None:
     """Sample the chains one method source needs and write its pending record files."""
     multi = any(m.multi_agent for m, _ in pending)
@@ -184,7 +190,11 @@ def evaluate_source(
     backend = factory(specs)
     try:
         for seed in sorted({s for _, s in pending}):
-            chains = sample_seed(cfg, task, backend, source, subsets[seed], k, multi, seed)
+            bar = tqdm(total=len(subsets[seed]), unit="q", disable=not progress,
+                       desc=f"eval {source} models, seed {seed}")
+            with bar:
+                chains = sample_seed(cfg, task, backend, source, subsets[seed], k, multi, seed,
+                                     bar.update)
             for m, s in pending:
                 if s == seed:
                     rows = [method_record(m, p, cs, cfg.eval.chains, task)
@@ -195,7 +205,8 @@ def evaluate_source(
 
 
 def sample_seed(cfg: RunConfig, task: Task, backend: Backend, source: str,
-                problems: Sequence[Problem], k: int, multi: bool, seed: int) -> list[list[Chain]]:
+                problems: Sequence[Problem], k: int, multi: bool, seed: int,
+                done: Callable[[int], Any] = lambda n: None) -> list[list[Chain]]:
     """Chains for every problem of one seed, chunk by chunk, reusing finished chunks."""
     e, size = cfg.eval, cfg.eval.chunk_size
     params = SamplingParams(temperature=e.temperature, top_p=e.top_p,
@@ -209,4 +220,5 @@ def sample_seed(cfg: RunConfig, task: Task, backend: Backend, source: str,
             chains = run_chains(backend, task, chunk, k, multi, params, seed)
             store.save_chunk(path, chunk, chains)
         out += chains
+        done(len(chunk))
     return out
