@@ -9,6 +9,8 @@ resume: finished chunks and finished (method, seed) record files are kept and sk
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -61,6 +63,10 @@ def run(
     tests and for callers that hold a backend already.
     """
     task = task or get_task(cfg.task.name)
+    # Methods that share chains grade the same answers again; checkers such as math-verify
+    # are slow, so remember each (pred, gold) verdict for the run.
+    task = dataclasses.replace(task, equivalent_fn=functools.lru_cache(maxsize=1 << 16)(
+        task.equivalent_fn))
     factory = backend_factory or (lambda models: build_backend(
         cfg.backend, models, trust_remote_code=cfg.models.trust_remote_code,
         revision=cfg.models.revision))
