@@ -72,12 +72,7 @@ def run(
         revision=cfg.models.revision))
     methods = get_methods(cfg.eval.methods)
     eval_dir = cfg.stage_dir("eval")
-    test = test_source(cfg, task)
-    leak = check_leakage(cfg, test)
-    problems = task.load(test.name, cfg.task.test_split, cfg.task.hub_config)
-    if not problems:
-        raise MaltError(f"task.test: {test.name} holds no questions")
-    leak["overlap"] = overlap(cfg, problems)
+    test, problems, leak = load_eval_set(cfg, task)
     subsets = {s: select_subset(problems, cfg.eval.subset_size, s) for s in cfg.eval.seeds}
     settings = base_settings(cfg, test)
     store.check_settings(eval_dir / "settings.json", settings)
@@ -94,11 +89,26 @@ def run(
     results = {**header(cfg, task, test, problems, subsets), **results, "leakage": leak}
     write_json(eval_dir / "results.json", results)
     save_config(cfg, eval_dir / "config.yaml")
-    write_json(eval_dir / "manifest.json", manifest({"stage": "eval", "test_sha256": test.sha256}))
+    write_json(eval_dir / "manifest.json", manifest({
+        "stage": "eval", "settings": json.loads((eval_dir / "settings.json").read_text()),
+        "backend": cfg.backend.name, "methods": [m.name for m in methods]}))
     return results
 
 
-def test_source(cfg: RunConfig, task: Task) -> leakage.Source:
+def load_eval_set(
+    cfg: RunConfig, task: Task
+) -> tuple[leakage.Source, list[Problem], dict[str, Any]]:
+    """The test source, its problems, and the leakage findings; refuses the trees' split."""
+    test = eval_source(cfg, task)
+    leak = check_leakage(cfg, test)
+    problems = task.load(test.name, cfg.task.test_split, cfg.task.hub_config)
+    if not problems:
+        raise MaltError(f"task.test: {test.name} holds no questions")
+    leak["overlap"] = overlap(cfg, problems)
+    return test, problems, leak
+
+
+def eval_source(cfg: RunConfig, task: Task) -> leakage.Source:
     """The evaluation set: `task.test` (or the task's Hub default) at `task.test_split`."""
     name = cfg.task.test or task.default_hub_id
     if not name:
