@@ -3,11 +3,12 @@
     python bench/bench_eval.py [--task gsm8k] [--seeds 3] [--chains 3] [--subset N]
 
 Runs every method of Table 1 over a full public test split through an instant in-process
-backend (answers are drawn per prompt seed: right about half the time, otherwise a wrong
-number), so the time measured is the harness's own: answer extraction, equivalence classes,
-grading with the task's real checker (math-verify for MATH), record files, results and the
-paired bootstrap. Separately times one paired bootstrap at the paper's scale. Writes
-bench/results/eval.json. Test data: $MALT_SHARED_DATA, else ../shared/data beside the repo.
+backend (answers are drawn per prompt seed: right about half the time, otherwise a random
+wrong number or letter), so the time measured is the harness's own: answer extraction,
+equivalence classes, grading with the task's real checker (math-verify for MATH), record
+files, results and the paired bootstrap. Separately times one paired bootstrap over the
+same (seed, question) units. Writes bench/results/eval.json. Test data: $MALT_SHARED_DATA,
+else ../shared/data beside the repo.
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ _FINAL = re.compile(r"Final Answer: (.*)")
 class InstantBackend:
     """Answers in microseconds: the generator is right with probability 1/2 per seed."""
 
-    def __init__(self, golds: dict[str, str], wrong: str):
-        self.golds, self.wrong, self.generations = golds, wrong, 0
+    def __init__(self, golds: dict[str, str], letters: bool):
+        self.golds, self.letters, self.generations = golds, letters, 0
+
+    def wrong(self, rng: random.Random) -> str:
+        return rng.choice("ABCDE") if self.letters else str(rng.randint(0, 999))
 
     def generate(self, role, prompts, params, seeds):
         out = []
@@ -53,11 +57,11 @@ class InstantBackend:
     def _text(self, role, messages, rng) -> str:
         content = messages[-1]["content"]
         if role == GENERATOR:
-            gold = self.golds.get(content, self.wrong)
-            return f"Working. Final Answer: {gold if rng.random() < 0.5 else self.wrong}"
+            gold = self.golds.get(content) or self.wrong(rng)
+            return f"Working. Final Answer: {gold if rng.random() < 0.5 else self.wrong(rng)}"
         if role == REFINER:
             found = _FINAL.search(content)
-            return f"Refined. Final Answer: {found.group(1) if found else self.wrong}"
+            return f"Refined. Final Answer: {found.group(1) if found else self.wrong(rng)}"
         return "The reasoning looks fine."
 
     def close(self) -> None:
@@ -104,7 +108,7 @@ def main() -> None:
         backends: list[InstantBackend] = []
 
         def factory(models):
-            backends.append(InstantBackend(golds, wrong="-1" if args.task != "csqa" else "Z"))
+            backends.append(InstantBackend(golds, letters=args.task == "csqa"))
             return backends[-1]
 
         start = time.perf_counter()
