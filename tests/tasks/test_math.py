@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -165,3 +166,24 @@ def test_parse_row_bad_rows_name_place_and_field(row: dict, field: str) -> None:
 def test_generator_prompt_asks_for_a_box() -> None:
     p = Problem(id="math-x", question="What is $1+1$?", answer="2", task="math")
     assert "\\boxed{<answer>}" in TASK.messages(GENERATOR, p)[0]["content"]
+
+
+def test_helper_that_cannot_start_is_one_clear_error(monkeypatch) -> None:
+    monkeypatch.setattr("sys.executable", "false")  # a program that exits at once
+    with pytest.raises(MaltError, match="could not start the math-verify grader"):
+        MathVerifier().equivalent("1", "2")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_process_gets_its_own_helper() -> None:
+    verifier = MathVerifier()
+    try:
+        assert verifier.equivalent("0.5", "\\frac12")
+        pid = os.fork()
+        if pid == 0:  # child: must not talk over the parent's pipes
+            os._exit(0 if verifier.equivalent("\\frac{2}{4}", "0.5") else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert verifier.equivalent("2\\sqrt{2}", "\\sqrt{8}") and verifier.restarts == 0
+    finally:
+        verifier.close()

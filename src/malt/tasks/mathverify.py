@@ -35,6 +35,7 @@ class MathVerifier:
         self.timeout_s = timeout_s
         self.soft_timeout_s = soft_timeout_s
         self._proc: subprocess.Popen | None = None
+        self._owner_pid = os.getpid()
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._lock = threading.Lock()
         self.restarts = 0  # children killed for running past the deadline or dying
@@ -50,11 +51,12 @@ class MathVerifier:
                 line = self._lines.get(timeout=self.timeout_s)
             except (OSError, queue.Empty):
                 line = None
-            if line is None:  # past the deadline, or the child died: start afresh next time
+            reply = _decode(line)
+            if reply is None:  # past the deadline, or the child died: start afresh next time
                 self._kill()
                 self.restarts += 1
                 return False
-        return bool(json.loads(line).get("ok"))
+        return bool(reply.get("ok"))
 
     def close(self) -> None:
         """Stop the child process (a later call starts a new one)."""
@@ -62,6 +64,9 @@ class MathVerifier:
             self._kill()
 
     def _ensure_started(self) -> subprocess.Popen:
+        if self._owner_pid != os.getpid():
+            # A forked copy must not share the parent's pipes: forget its helper, start ours.
+            self._proc, self._owner_pid = None, os.getpid()
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         self._kill()
@@ -79,13 +84,13 @@ class MathVerifier:
             ready = self._lines.get(timeout=STARTUP_TIMEOUT_S)
         except queue.Empty:
             ready = None
-        if ready is None or json.loads(ready).get("ready") is not True:
+        if (_decode(ready) or {}).get("ready") is not True:
             self._kill()
             raise MaltError("could not start the math-verify grader (is `math-verify` installed?)")
         return self._proc
 
     def _kill(self) -> None:
-        if self._proc is not None:
+        if self._proc is not None and self._owner_pid == os.getpid():
             if self._proc.poll() is None:
                 self._proc.kill()
             self._proc.wait()
@@ -93,6 +98,14 @@ class MathVerifier:
                 if stream:
                     stream.close()
             self._proc = None
+
+
+def _decode(line: str | None) -> dict | None:
+    try:
+        reply = json.loads(line) if line else None
+    except json.JSONDecodeError:
+        return None
+    return reply if isinstance(reply, dict) else None
 
 
 def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
@@ -131,8 +144,10 @@ def _serve() -> None:
     from math_verify.errors import TimeoutException
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # timeouts are expected
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
-    sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the replies
+    # Replies get a private copy of stdout; anything else printing (Python or C) goes to stderr.
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     config = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
 
     @lru_cache(maxsize=4096)  # gold answers repeat for every sample of the same problem
