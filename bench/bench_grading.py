@@ -9,7 +9,8 @@ Data come from --data, else $MALT_SHARED_DATA, else <repo>/../shared/data. For e
   the dataset's separate `answer` field;
 * wrong-answer rejection: another problem's gold answer (the next one that differs as a
   string) earns reward 0;
-* MATH speed: math-verify comparisons per second (helper process, no cache, no shortcut).
+* MATH speed: math-verify comparisons per second (helper process, no cache, no shortcut),
+  and full `reward` calls per second on the reference solutions' text.
 """
 
 from __future__ import annotations
@@ -74,6 +75,13 @@ def bench_file(task_name: str, path: Path, verifier: MathVerifier, limit: int | 
         sum(1 - task.reward(fmt(w), p) for w, p in zip(wrong, problems, strict=True)), len(problems)
     )
     if task_name == "math":
+        t0 = time.perf_counter()
+        hits = sum(task.reward(p.meta["solution"], p) for p in problems)
+        out["reference_solution_reward"] = rate(hits, len(problems))
+        out["reference_solution_reward"]["per_s"] = round(
+            len(problems) / (time.perf_counter() - t0), 1
+        )
+        out["ungradable_empty_box"] = [p.id for p in problems if not p.answer]
         out.update(math_verify_rates(problems, wrong, verifier))
     return out
 
@@ -86,13 +94,24 @@ def math_verify_rates(problems: list[Problem], wrong: list[str], verifier: MathV
     t_self = time.perf_counter() - t0
     out["math_verify_self"] = rate(hits, len(problems))
     t0 = time.perf_counter()
-    rejected = sum(
-        not verifier.equivalent(w, p.answer) for w, p in zip(wrong, problems, strict=True)
-    )
+    accepted = [
+        {"id": p.id, "wrong": w, "gold": p.answer}
+        for w, p in zip(wrong, problems, strict=True)
+        if verifier.equivalent(w, p.answer)
+    ]
     t_wrong = time.perf_counter() - t0
-    out["math_verify_wrong_rejected"] = rate(rejected, len(problems))
+    out["math_verify_wrong_rejected"] = rate(len(problems) - len(accepted), len(problems))
+    out["math_verify_wrong_accepted"] = accepted[:50]  # to read: often the same value
     n = 2 * len(problems)
     out["math_verify_answers_per_s"] = round(n / (t_self + t_wrong), 1)
+    # Model outputs are new strings: a trailing space defeats the helper's parse cache for the
+    # prediction (the gold stays cached, as it does across one problem's samples).
+    t0 = time.perf_counter()
+    hits = sum(verifier.equivalent(p.answer + " ", p.answer) for p in problems)
+    out["math_verify_uncached_pred_self"] = rate(hits, len(problems))
+    out["math_verify_uncached_pred_answers_per_s"] = round(
+        len(problems) / (time.perf_counter() - t0), 1
+    )
     refs = [p for p in problems if "reference_answer" in p.meta]
     if refs:
         task = get_task("math")

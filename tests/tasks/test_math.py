@@ -32,6 +32,7 @@ EXTRACT = [
     ("The answer is \\(\\sqrt{2}\\).", "\\sqrt{2}"),
     ("Answer: 1/2.", "1/2"),
     ("Answer: \\dfrac{3}{4}", "\\dfrac{3}{4}"),
+    ("So the answer is 5 apples.", "5 apples"),
 ]
 
 
@@ -85,6 +86,8 @@ EQUIVALENT = [
     ("x^2+2x+1", "(x+1)^2", True),
     ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})", True),
     ("8+4i", "4i+8", True),
+    ("5 apples", "5", True),
+    ("5 \\text{ cm}", "5", True),
     ("", "5", False),
 ]
 

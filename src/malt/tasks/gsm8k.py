@@ -34,12 +34,9 @@ _WORDS = {w: i for i, w in enumerate(
 )}
 _WORD = re.compile(r"\b(" + "|".join(_WORDS) + r")\b", re.IGNORECASE)
 
-# Markers of a stated final answer, most explicit first.
-_MARKERS = (
-    re.compile(r"(?i)final\s+answer\s*(?:is)?\s*[:：]?"),
-    re.compile(r"####"),
-    re.compile(r"(?i)\banswer\b(?:[^\n.]{0,40}?\bis\b|\s*[:=])"),
-)
+_FINAL = re.compile(r"(?i)final\s+answer\s*(?:is)?\s*[:：]?")
+_HASHES = re.compile(r"####")
+_ANSWER = re.compile(r"(?i)\banswer\b(?:[^\n.]{0,40}?\bis\b|\s*[:=])")
 
 
 def parse_number(text: str) -> Fraction | None:
@@ -109,10 +106,12 @@ def extract_answer(text: str) -> str | None:
     >>> extract_answer("I am not sure.") is None
     True
     """
-    spans = [after_last(m, text) for m in _MARKERS[:2]]
-    spans.insert(2, last_boxed(text))
-    spans.append(after_last(_MARKERS[2], text))
-    for span in spans:
+    # Most explicit marker first; a later one counts only when those before it name no number.
+    markers = (
+        after_last(_FINAL, text), after_last(_HASHES, text), last_boxed(text),
+        after_last(_ANSWER, text),
+    )
+    for span in markers:
         value = _first_value(span) if span else None
         if value is not None:
             return canonical_number(value)
