@@ -90,12 +90,14 @@ def is_equivalent(pred: str, gold: str) -> bool:
 
     >>> is_equivalent(r"\dfrac{1}{2}", "0.5"), is_equivalent(r"\{1,2\}", r"\{2,1\}")
     (True, True)
-    >>> is_equivalent("3", "4")
-    False
+    >>> is_equivalent("3", "4"), is_equivalent(r"The answer is $\frac12$.", r"$\boxed{0.5}$")
+    (False, True)
     """
-    if not pred or not gold or not pred.strip() or not gold.strip():
+    # Either side may still carry its wrapping ($...$, \boxed{}, "the answer is ...").
+    pred, gold = extract_answer(pred) or pred.strip(), extract_answer(gold) or gold.strip()
+    if not pred or not gold:
         return False
-    return normalize(pred) == normalize(gold) or _verified(pred.strip(), gold.strip())
+    return normalize(pred) == normalize(gold) or _verified(pred, gold)
 
 
 @lru_cache(maxsize=100_000)
