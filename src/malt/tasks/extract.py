@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import re
 
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_BRACE = re.compile(r"(?<!\\)[{}]")
+_SPACES = re.compile(r"\s*")
+_TOKEN = re.compile(r"[^\s$]+")
 
 
 def last_boxed(text: str) -> str | None:
     r"""Contents of the last `\boxed{...}` / `\fbox{...}` (nested braces kept), or None.
 
-    Also reads the brace-less form `\boxed 9`. An unclosed box counts as no box.
+    Also reads the brace-less form `\boxed 9`. An unclosed last box falls back to the
+    closed box before it. Linear in the text, however many boxes a degenerate output repeats.
 
     >>> last_boxed(r"so $x = \boxed{\frac{1}{2}}$ and then \boxed{3}.")
     '3'
@@ -23,35 +27,35 @@ def last_boxed(text: str) -> str | None:
     '9'
     >>> last_boxed(r"\fbox{A}") , last_boxed("no box"), last_boxed(r"\boxed{1 + {2}")
     ('A', None, None)
+    >>> last_boxed(r"\boxed{4} then \boxed{5")
+    '4'
     """
-    start = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
-    while start >= 0:
-        cmd = next(c for c in _BOX_COMMANDS if text.startswith(c, start))
-        found = _box_body(text, start + len(cmd))
-        if found is not None:
-            return found
-        # An unclosed last box: fall back to the box before it.
-        start = max(text.rfind(c, 0, start) for c in _BOX_COMMANDS)
-    return None
-
-
-def _box_body(text: str, i: int) -> str | None:
-    """The braced (or single-token) argument starting at text[i], or None when malformed."""
-    if text.startswith(" ", i) and not text[i:].lstrip(" ").startswith("{"):
-        token = re.match(r"\s+([^\s$]+)", text[i:])
-        return token.group(1).rstrip(".,;") if token else None
-    j = i + len(text[i:]) - len(text[i:].lstrip())
-    if not text.startswith("{", j):
+    starts = [m.end() for m in _BOX.finditer(text)]
+    if not starts:
         return None
-    depth = 0
-    for k in range(j, len(text)):
-        if text[k] == "{" and text[k - 1] != "\\":
-            depth += 1
-        elif text[k] == "}" and text[k - 1] != "\\":
-            depth -= 1
-            if depth == 0:
-                return text[j + 1 : k].strip()
+    closing = _matching_braces(text)
+    for i in reversed(starts):
+        j = _SPACES.match(text, i).end()
+        if text.startswith("{", j):
+            if j in closing:
+                return text[j + 1 : closing[j]].strip()
+        elif j > i:  # "\boxed 9": a single token after whitespace
+            token = _TOKEN.match(text, j)
+            if token and token.group(0).rstrip(".,;"):
+                return token.group(0).rstrip(".,;")
     return None
+
+
+def _matching_braces(text: str) -> dict[int, int]:
+    """Position of each unescaped "{" that is closed -> position of its "}"."""
+    stack: list[int] = []
+    closing: dict[int, int] = {}
+    for m in _BRACE.finditer(text):
+        if m.group(0) == "{":
+            stack.append(m.start())
+        elif stack:
+            closing[stack.pop()] = m.start()
+    return closing
 
 
 def after_last(pattern: re.Pattern[str], text: str, max_chars: int = 200) -> str | None:
