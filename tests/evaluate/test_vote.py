@@ -2,11 +2,13 @@
 
 import doctest
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import malt.evaluate.vote as vote_mod
 from malt.evaluate.vote import equivalence_classes, majority_vote
+from malt.tasks import get_task
 
 
 def numeric(a: str, b: str) -> bool:
@@ -73,3 +75,14 @@ def test_winner_has_the_largest_class(values):
     best = max(sum(numeric(x, y) for y in real) for x in real)
     assert v.votes == best
     assert v.votes == sum(numeric(v.answer, y) for y in real)
+
+
+@pytest.mark.parametrize("task_name, answers, winner, votes", [
+    ("gsm8k", ["1,200", "1200.00", "$1200", "12"], "1,200", 3),
+    ("math", [r"\frac{1}{2}", "0.5", r"\dfrac12", "2"], "0.5", 3),
+    ("csqa", ["B", "b", "C", None], "B", 2),
+])
+def test_votes_use_the_task_equivalence(task_name, answers, winner, votes):
+    task = get_task(task_name)
+    v = majority_vote(answers, task.is_equivalent)
+    assert task.is_equivalent(v.answer, winner) and v.votes == votes
