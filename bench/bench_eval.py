@@ -7,7 +7,7 @@ backend (answers are drawn per prompt seed: right about half the time, otherwise
 wrong number or letter), so the time measured is the harness's own: answer extraction,
 equivalence classes, grading with the task's real checker (math-verify for MATH), record
 files, results and the paired bootstrap. Separately times one paired bootstrap over the
-same (seed, question) units. Writes bench/results/eval.json. Test data: $MALT_SHARED_DATA,
+same (seed, question) units. Writes bench/results/eval_<task>.json. Test data: $MALT_SHARED_DATA,
 else ../shared/data beside the repo.
 """
 
@@ -30,7 +30,7 @@ from malt.stages import eval as eval_stage
 from malt.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "bench" / "results" / "eval.json"
+RESULTS = REPO / "bench" / "results"
 TEST_FILES = {"gsm8k": "gsm8k/test.jsonl", "math": "math/test.jsonl",
               "csqa": "commonsenseqa/dev_rand_split.jsonl"}
 _FINAL = re.compile(r"Final Answer: (.*)")
@@ -137,8 +137,8 @@ def main() -> None:
         "accuracy": {n: round(m["mean"], 4) for n, m in results["methods"].items()},
         "cpu_count": os.cpu_count(),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(report, indent=2) + "\n")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"eval_{args.task}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 
