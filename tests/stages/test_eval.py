@@ -231,3 +231,17 @@ def test_reports_question_overlap_with_training_trees(tmp_path, capsys):
 def test_bad_eval_config_names_the_field(override, field):
     with pytest.raises(MaltError, match=field):
         load_config(None, [override])
+
+
+def test_moved_test_file_with_the_same_bytes_resumes(tmp_path):
+    cfg = make_run(tmp_path, methods=["sa"], seeds="[0]")
+    eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    moved = tmp_path / "moved.jsonl"
+    moved.write_bytes(Path(cfg.task.test).read_bytes())
+    cfg.task.test = str(moved)
+    factory = Factory()
+    eval_stage.run(cfg, task=TOY, backend_factory=factory)
+    assert factory.built == []
+    moved.write_text(moved.read_text().replace("What is 0+1?", "What is 0+2?"))
+    with pytest.raises(MaltError, match="test_sha256"):
+        eval_stage.run(cfg, task=TOY, backend_factory=Factory())
