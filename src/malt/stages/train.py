@@ -36,9 +36,8 @@ def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
 def run(cfg: RunConfig, roles: tuple[str, ...] | list[str] = ROLES, *, resume: bool = False,
         callbacks: list | None = None) -> dict[str, Any]:
     """Train `roles` in order; returns {role: metrics} plus where models.json was written."""
-    from accelerate import PartialState
-
     from malt.train.role import train_role
+    from malt.train.settings import process_state
 
     label_dir = cfg.stage_dir("label")
     if not label_dir.is_dir():
@@ -47,7 +46,7 @@ def run(cfg: RunConfig, roles: tuple[str, ...] | list[str] = ROLES, *, resume: b
     if unknown:
         raise MaltError(f"--role: unknown role {unknown[0]!r} (known: {', '.join(ROLES)})")
     out = cfg.stage_dir("train")
-    state = PartialState()
+    state = process_state()
     summary: dict[str, Any] = {}
     for role in roles:
         result = train_role(cfg, role, resume=resume, callbacks=callbacks)

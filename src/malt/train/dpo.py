@@ -49,10 +49,12 @@ def policy_and_reference(cfg: TrainConfig, phase: Phase, sft: Path | None) -> tu
 def build_trainer(cfg: TrainConfig, phase: Phase, dataset: Any, sft: Path | None,
                   callbacks: list | None = None):
     """A DPOTrainer whose reference policy is the SFT result `sft` (or the base without one)."""
+    from transformers import set_seed
     from trl import DPOTrainer
 
     tok = lora.load_tokenizer(phase.model, trust_remote_code=phase.trust_remote_code,
                               revision=phase.revision)
+    set_seed(phase.seed)  # LoRA initialisation draws from the global RNG
     policy, reference, peft_config = policy_and_reference(cfg, phase, sft)
     return DPOTrainer(model=policy, ref_model=reference, args=dpo_config(cfg, phase, len(dataset)),
                       train_dataset=dataset, processing_class=tok, callbacks=callbacks,

@@ -20,6 +20,7 @@ from malt.io import write_json
 from malt.train import checkpoints
 from malt.train.data import load_dataset
 from malt.train.dpo import run_dpo
+from malt.train.settings import process_state
 from malt.train.sft import Phase, run_sft
 
 log = logging.getLogger("malt.train")
@@ -55,9 +56,7 @@ def read_metrics(path: Path) -> dict[str, Any]:
 def train_role(cfg: RunConfig, role: str, *, resume: bool = False,
                callbacks: list | None = None) -> RoleResult:
     """Train `role` from the label stage's datasets into `<run_dir>/train/<role>/`."""
-    from accelerate import PartialState
-
-    state = PartialState()  # under `accelerate launch` only the main process writes files
+    state = process_state()  # under `accelerate launch` only the main process writes files
     is_main = state.is_main_process
     base = cfg.models.for_role(role)
     rc, tc = cfg.train.role(role), cfg.train

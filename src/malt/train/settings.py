@@ -33,6 +33,13 @@ def gpu_available() -> bool:
     return torch.cuda.is_available()
 
 
+def process_state():
+    """accelerate's process state, set up the way TrainingArguments will (CPU without CUDA)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not gpu_available())
+
+
 def use_bf16(cfg: TrainConfig) -> bool:
     """bf16 when asked, or by default where the GPU supports it; never by default on CPU."""
     import torch
@@ -66,6 +73,8 @@ def common_args(cfg: TrainConfig, *, output_dir: Path, learning_rate: float, epo
         "seed": seed,
         "max_length": cfg.max_length,
         "ddp_find_unused_parameters": False,
+        # Without CUDA, say so explicitly: accelerate then sets up multi-process CPU (gloo) runs.
+        "use_cpu": not gpu_available(),
         "disable_tqdm": True,
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from malt.config import TrainConfig
 from malt.train import checkpoints, lora
 from malt.train.data import drop_long_rows
 from malt.train.settings import common_args, epochs_for, summarise, use_bf16
+
+log = logging.getLogger("malt.train")
 
 SFT_KEYS = ("loss", "mean_token_accuracy", "grad_norm", "learning_rate", "num_tokens")
 
@@ -43,7 +46,8 @@ def sft_config(cfg: TrainConfig, phase: Phase, n_rows: int):
 
 
 def build_trainer(cfg: TrainConfig, phase: Phase, dataset: Any, callbacks: list | None = None):
-    """An SFTTrainer for `dataset`; returns (trainer, rows left out as too long)."""
+    """An SFTTrainer for `dataset`; returns (trainer or None when no row fits, rows left out)."""
+    from transformers import set_seed
     from trl import SFTTrainer
 
     tok = lora.load_tokenizer(phase.model, trust_remote_code=phase.trust_remote_code,
@@ -51,6 +55,9 @@ def build_trainer(cfg: TrainConfig, phase: Phase, dataset: Any, callbacks: list 
     dropped = 0
     if cfg.padding_free and not cfg.packing:
         dataset, dropped = drop_long_rows(dataset, tok, cfg.max_length)
+    if len(dataset) == 0:
+        return None, dropped
+    set_seed(phase.seed)  # LoRA initialisation draws from the global RNG
     model = lora.load_model(phase.model, bf16=use_bf16(cfg),
                             trust_remote_code=phase.trust_remote_code, revision=phase.revision)
     if not cfg.full_finetune:
@@ -64,11 +71,16 @@ def run_sft(cfg: TrainConfig, phase: Phase, dataset: Any, *, resume: bool = Fals
             callbacks: list | None = None) -> dict[str, Any]:
     """Train, publish `phase.dest` and return the phase metrics."""
     trainer, dropped = build_trainer(cfg, phase, dataset, callbacks)
-    if len(trainer.train_dataset) == 0:
-        return {"status": "skipped", "reason": f"all {dropped} rows exceed train.max_length"}
+    if trainer is None:
+        reason = f"all {dropped} rows are longer than train.max_length={cfg.max_length} tokens"
+        log.warning("SFT skipped: %s", reason)
+        return {"status": "skipped", "reason": reason}
     checkpoints.train(trainer, phase.run_dir, resume)
     checkpoints.publish(trainer, phase.dest, lambda d: trainer.save_model(str(d)))
     metrics = summarise(trainer.state.log_history, SFT_KEYS)
     metrics.update(status="trained", rows=len(dataset), rows_dropped_too_long=dropped,
                    epochs=trainer.args.num_train_epochs)
+    if dropped:
+        log.warning("SFT: %d of %d rows are longer than train.max_length=%d tokens and were left out",
+                    dropped, len(dataset), cfg.max_length)
     return metrics
