@@ -138,8 +138,11 @@ class TrainConfig:
     reference is a separate copy of the SFT model. `padding_free` flattens each SFT batch
     into one sequence (no pad tokens; rows longer than `max_length` tokens are left out and
     counted); `packing` instead packs rows into `max_length`-token blocks (then `batch_size`
-    counts blocks). `bf16` / `gradient_checkpointing` left empty mean: on with a CUDA GPU,
-    off on CPU (where both are much slower). `max_steps` caps every phase (for smoke runs).
+    counts blocks). Flattened batches need attention that stops at sequence boundaries: with
+    `attn_implementation` empty, SFT uses malt's per-sequence SDPA (`malt.train.attention`);
+    name a varlen kernel such as flash_attention_2 on GPUs. `bf16` / `gradient_checkpointing`
+    left empty mean: on with a CUDA GPU, off on CPU (where both are much slower). `max_steps`
+    caps every phase (for smoke runs).
     """
 
     generator: TrainRoleConfig = field(default_factory=lambda: TrainRoleConfig(dpo=False))
@@ -168,6 +171,7 @@ class TrainConfig:
     lr_scheduler_type: str = "cosine"
     bf16: bool | None = None
     gradient_checkpointing: bool | None = None
+    attn_implementation: str | None = None  # e.g. flash_attention_2; None: see the docstring
 
     def role(self, role: str) -> TrainRoleConfig:
         return getattr(self, role)

@@ -45,13 +45,20 @@ def dpo_trainer(tiny_model, tmp_path, sft, *, full=False, lr=5e-3):
     return dpo.build_trainer(cfg, phase, Dataset.from_list(dpo_rows("verifier", 6)), sft)
 
 
+@pytest.fixture(scope="module")
+def trained(tiny_model, sft_adapter, tmp_path_factory):
+    """A LoRA DPO trainer that has run its epoch, starting from the SFT adapter."""
+    trainer = dpo_trainer(tiny_model, tmp_path_factory.mktemp("dpo"), sft_adapter)
+    trainer.train()  # the policy moves away from SFT; the reference must not
+    return trainer
+
+
 def first_batch(trainer):
     return trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
 
 
-def test_reference_logps_are_the_sft_policy_not_the_base(tiny_model, sft_adapter, tmp_path):
-    trainer = dpo_trainer(tiny_model, tmp_path, sft_adapter)
-    trainer.train()  # the policy moves away from SFT; the reference must not
+def test_reference_logps_are_the_sft_policy_not_the_base(tiny_model, sft_adapter, trained):
+    trainer = trained
     batch = first_batch(trainer)
     trainer.model.eval()
     assert trainer.ref_model is None  # so TRL switches the policy to its frozen "ref" adapter
@@ -68,23 +75,18 @@ def test_reference_logps_are_the_sft_policy_not_the_base(tiny_model, sft_adapter
     assert (ref - completion_logps(trainer.model, batch)).abs().max() > 1e-3
 
 
-def test_first_step_rewards_are_zero_because_policy_starts_at_reference(
-        tiny_model, sft_adapter, tmp_path):
-    trainer = dpo_trainer(tiny_model, tmp_path, sft_adapter)
-    trainer.train()
-    first = trainer.state.log_history[0]
+def test_first_step_rewards_are_zero_because_policy_starts_at_reference(trained):
+    first = trained.state.log_history[0]
     assert first["rewards/chosen"] == pytest.approx(0.0, abs=1e-5)
     assert first["rewards/margins"] == pytest.approx(0.0, abs=1e-5)
     assert first["loss"] == pytest.approx(0.693147, abs=1e-4)  # -log sigmoid(0)
 
 
-def test_saved_policy_is_only_the_trained_adapter(tiny_model, sft_adapter, tmp_path):
+def test_saved_policy_is_only_the_trained_adapter(tiny_model, sft_adapter, trained, tmp_path):
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    trainer = dpo_trainer(tiny_model, tmp_path, sft_adapter)
-    trainer.train()
-    dpo.save_policy(trainer, tmp_path / "out")
+    dpo.save_policy(trained, tmp_path / "out")
     assert not (tmp_path / "out" / "ref").exists()
     trained = load_file(tmp_path / "out" / "adapter_model.safetensors")
     before = load_file(sft_adapter / "adapter_model.safetensors")

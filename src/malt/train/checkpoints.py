@@ -42,6 +42,9 @@ def publish(trainer: Any, dest: Path, save: Callable[[Path], None]) -> None:
     tmp = dest.with_name(f".{dest.name}.tmp")
     if trainer.accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
+        config = getattr(trainer.accelerator.unwrap_model(trainer.model), "config", None)
+        if config is not None:
+            config.use_cache = True  # training turns the KV cache off; generation wants it back
         save(tmp)
         trainer.processing_class.save_pretrained(str(tmp))
         shutil.rmtree(dest, ignore_errors=True)

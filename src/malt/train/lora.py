@@ -24,11 +24,12 @@ def lora_config(cfg: TrainConfig):
 
 
 def load_model(path: str, *, bf16: bool, trust_remote_code: bool = False,
-               revision: str | None = None):
+               revision: str | None = None, attn_implementation: str | None = None):
     """A causal LM from a local folder or Hub id (safetensors only), in fp32 or bf16."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
         return AutoModelForCausalLM.from_pretrained(
             path,
@@ -36,6 +37,7 @@ def load_model(path: str, *, bf16: bool, trust_remote_code: bool = False,
             trust_remote_code=trust_remote_code,
             revision=revision,
             use_safetensors=True,
+            **extra,
         )
     except OSError as e:
         raise MaltError(f"models: cannot load model {path!r} ({_first_line(e)})") from None

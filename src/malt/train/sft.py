@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from malt.config import TrainConfig
-from malt.train import checkpoints, lora
+from malt.train import attention, checkpoints, lora
 from malt.train.data import drop_long_rows
 from malt.train.settings import common_args, epochs_for, summarise, use_bf16
 
@@ -45,6 +45,13 @@ def sft_config(cfg: TrainConfig, phase: Phase, n_rows: int):
     return SFTConfig(**kwargs, completion_only_loss=True, trust_remote_code=phase.trust_remote_code)
 
 
+def attention_for(cfg: TrainConfig) -> str | None:
+    """The attention kernel: as configured, else per-sequence SDPA for flattened batches."""
+    if cfg.attn_implementation is not None:
+        return cfg.attn_implementation
+    return attention.register() if cfg.padding_free or cfg.packing else None
+
+
 def build_trainer(cfg: TrainConfig, phase: Phase, dataset: Any, callbacks: list | None = None):
     """An SFTTrainer for `dataset`; returns (trainer or None when no row fits, rows left out)."""
     from transformers import set_seed
@@ -58,7 +65,7 @@ def build_trainer(cfg: TrainConfig, phase: Phase, dataset: Any, callbacks: list 
     if len(dataset) == 0:
         return None, dropped
     set_seed(phase.seed)  # LoRA initialisation draws from the global RNG
-    model = lora.load_model(phase.model, bf16=use_bf16(cfg),
+    model = lora.load_model(phase.model, bf16=use_bf16(cfg), attn_implementation=attention_for(cfg),
                             trust_remote_code=phase.trust_remote_code, revision=phase.revision)
     if not cfg.full_finetune:
         model = lora.attach_lora(model, cfg)
