@@ -67,7 +67,8 @@ def changed(a: dict, b: dict) -> bool:
 def test_train_all_roles_from_the_cli(tiny_model, tmp_path, monkeypatch, capsys):
     write_label_dir(tmp_path / "run" / "label")
     only_train_command(monkeypatch)
-    assert cli.main(["train", "--config", str(write_config(tmp_path, tiny_model)), "--role", "all"]) == 0
+    config = write_config(tmp_path, tiny_model)
+    assert cli.main(["train", "--config", str(config), "--role", "all"]) == 0
     summary = json.loads(capsys.readouterr().out.split("\n{\n", 1)[-1].join(["{\n", ""]))
     out = tmp_path / "run" / "train"
     models = json.loads((out / "models.json").read_text())
@@ -88,6 +89,25 @@ def test_train_all_roles_from_the_cli(tiny_model, tmp_path, monkeypatch, capsys)
         assert changed(adapter(out / role / "final"), adapter(out / role / "sft"))
     assert not changed(adapter(out / "generator" / "final"), adapter(out / "generator" / "sft"))
     assert (out / "manifest.json").is_file() and (out / "config.yaml").is_file()
+    assert_loads_like_a_backend(models["refiner"]["final"])
+
+
+def assert_loads_like_a_backend(entry: dict) -> None:
+    """A models.json entry is a ModelSpec: base model + PEFT adapter that can generate."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from malt.backends.base import ModelSpec
+
+    spec = ModelSpec(**entry)
+    tok = AutoTokenizer.from_pretrained(spec.model)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(spec.model),
+                                      spec.adapter).eval()
+    text = tok.apply_chat_template([{"role": "user", "content": "1 + 1?"}], tokenize=False,
+                                   add_generation_prompt=True)
+    batch = tok([text], return_tensors="pt")
+    out = model.generate(**batch, max_new_tokens=3, do_sample=False)
+    assert out.shape[1] > batch["input_ids"].shape[1]
 
 
 @pytest.mark.slow
@@ -99,7 +119,8 @@ def test_empty_datasets_keep_the_previous_policy(tiny_model, tmp_path, caplog):
     cfg = load_config(write_config(tmp_path, tiny_model))
     summary = train.run(cfg, roles=["verifier", "refiner"])
     verifier, refiner = summary["roles"]["verifier"], summary["roles"]["refiner"]
-    assert verifier["dpo"]["status"] == "skipped" and "keeps its SFT result" in verifier["dpo"]["reason"]
+    assert verifier["dpo"]["status"] == "skipped"
+    assert "keeps its SFT result" in verifier["dpo"]["reason"]
     out = tmp_path / "run" / "train"
     assert not changed(adapter(out / "verifier" / "final"), adapter(out / "verifier" / "sft"))
     assert refiner["sft"]["status"] == "skipped" and refiner["dpo"]["status"] == "skipped"
@@ -118,7 +139,8 @@ class Interrupt:
 
         class _Callback(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
-                if Path(args.output_dir).name == outer.run_dir_name and state.global_step == outer.step:
+                here = Path(args.output_dir).name == outer.run_dir_name
+                if here and state.global_step == outer.step:
                     raise KeyboardInterrupt
 
         self.run_dir_name, self.step, self.callback = run_dir_name, step, _Callback()
@@ -140,7 +162,8 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_model, tmp_
     assert (role_dir / "dpo_checkpoints" / "checkpoint-2").is_dir()
     summary = train.run(cfg, roles=["verifier"], resume=True)
     assert summary["roles"]["verifier"]["sft"]["status"] == "resumed"
-    state = json.loads((role_dir / "dpo_checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
+    last = role_dir / "dpo_checkpoints" / "checkpoint-3"
+    state = json.loads((last / "trainer_state.json").read_text())
     assert state["global_step"] == 3 and summary["roles"]["verifier"]["dpo"]["steps"] == 3
 
     expected = adapter(tmp_path / "a" / "run" / "train" / "verifier" / "final")
@@ -184,7 +207,8 @@ def test_two_process_accelerate_launch_trains_a_valid_adapter(tiny_model, tmp_pa
     # accelerate 1.x's `--cpu` launcher starts one process unless MPI is set up; the torchrun
     # launcher (`--multi_gpu`) starts two, and malt's TrainingArguments pick CPU + gloo when
     # there is no CUDA device.
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+           "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            str(launcher), "train", "--config", str(config), "--role", "generator"]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -195,5 +219,6 @@ def test_two_process_accelerate_launch_trains_a_valid_adapter(tiny_model, tmp_pa
     assert metrics["sft"]["steps"] == 4
     weights = adapter(out / "generator" / "sft")
     assert all(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
-    model = PeftModel.from_pretrained(load_model(str(tiny_model), bf16=False), out / "generator" / "final")
+    base = load_model(str(tiny_model), bf16=False)
+    model = PeftModel.from_pretrained(base, out / "generator" / "final")
     assert list(model.peft_config) == ["default"]

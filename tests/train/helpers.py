@@ -14,7 +14,8 @@ def sft_rows(role: str, n: int) -> list[dict]:
     return [
         {
             "prompt": [SYSTEM, {"role": "user", "content": f"[{role}] What is {i} + {i}?"}],
-            "completion": [{"role": "assistant", "content": f"{i} + {i} = {2 * i}. Final: {2 * i}"}],
+            "completion": [{"role": "assistant",
+                            "content": f"{i} + {i} = {2 * i}. Final: {2 * i}"}],
         }
         for i in range(n)
     ]
@@ -24,7 +25,8 @@ def dpo_rows(role: str, n: int) -> list[dict]:
     """`n` prompt/chosen/rejected rows (chosen says the right sum, rejected a wrong one)."""
     return [
         {
-            "prompt": [SYSTEM, {"role": "user", "content": f"[{role}] Check: {i} + {i} = {2 * i + 1}?"}],
+            "prompt": [SYSTEM, {"role": "user",
+                                "content": f"[{role}] Check: {i} + {i} = {2 * i + 1}?"}],
             "chosen": [{"role": "assistant", "content": f"Wrong, it is {2 * i}."}],
             "rejected": [{"role": "assistant", "content": "Correct."}],
         }

@@ -74,7 +74,8 @@ def test_parquet_rows_are_checked_too(tmp_path):
     assert ds[2]["prompt"] == rows[2]["prompt"]
     bad = [dict(rows[0], completion="just text")]
     Dataset.from_list(bad).to_parquet(str(dataset_path(tmp_path, "sft", "verifier", "parquet")))
-    with pytest.raises(MaltError, match=r"sft_verifier\.parquet:row 1: completion: expected a list"):
+    with pytest.raises(MaltError,
+                       match=r"sft_verifier\.parquet:row 1: completion: expected a list"):
         load_dataset(tmp_path, "sft", "verifier", "parquet")
 
 

@@ -92,7 +92,8 @@ def test_saved_policy_is_only_the_trained_adapter(tiny_model, sft_adapter, train
     before = load_file(sft_adapter / "adapter_model.safetensors")
     assert trained.keys() == before.keys()
     assert any(not torch.equal(trained[k], before[k]) for k in trained)
-    model = PeftModel.from_pretrained(lora.load_model(str(tiny_model), bf16=False), tmp_path / "out")
+    base = lora.load_model(str(tiny_model), bf16=False)
+    model = PeftModel.from_pretrained(base, tmp_path / "out")
     assert list(model.peft_config) == ["default"]
 
 

@@ -23,10 +23,18 @@ def test_cpu_defaults_turn_off_bf16_and_checkpointing(monkeypatch):
     args = common_args(TrainConfig(), output_dir=Path("x"), learning_rate=1e-4, epochs=2.0, seed=3)
     assert args["bf16"] is False and args["gradient_checkpointing"] is False
     assert args["report_to"] == [] and args["seed"] == 3 and args["num_train_epochs"] == 2.0
-    forced = common_args(TrainConfig(bf16=True, gradient_checkpointing=True, report_to="tensorboard"),
-                         output_dir=Path("x"), learning_rate=1e-4, epochs=1.0, seed=0)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
+    on = TrainConfig(bf16=True, gradient_checkpointing=True, report_to="tensorboard")
+    forced = common_args(on, output_dir=Path("x"), learning_rate=1e-4, epochs=1.0, seed=0)
     assert forced["bf16"] is True and forced["gradient_checkpointing"] is True
     assert forced["report_to"] == ["tensorboard"]
+
+
+def test_missing_logger_package_is_named(monkeypatch):
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(MaltError, match="train.report_to: wandb is not installed"):
+        common_args(TrainConfig(report_to="wandb"), output_dir=Path("x"), learning_rate=1e-4,
+                    epochs=1.0, seed=0)
 
 
 def test_summarise_ignores_nan_and_keeps_train_summary():
@@ -34,7 +42,8 @@ def test_summarise_ignores_nan_and_keeps_train_summary():
                {"train_loss": 0.5, "train_runtime": 1.0, "step": 2}]
     out = summarise(history, ("loss", "rewards/margins"))
     assert out["loss"] == {"first": 0.5, "last": 0.5}
-    assert out["rewards/margins"]["last"] == 0.1 and out["train_runtime"] == 1.0 and out["steps"] == 2
+    assert out["rewards/margins"]["last"] == 0.1
+    assert out["train_runtime"] == 1.0 and out["steps"] == 2
 
 
 @pytest.mark.parametrize("override,field", [

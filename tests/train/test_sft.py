@@ -24,7 +24,8 @@ def test_lora_sft_publishes_a_changed_loadable_adapter(tiny_model, tmp_path):
     from safetensors.torch import load_file
 
     cfg = TrainConfig(batch_size=4, logging_steps=1, max_length=128)
-    metrics = run_sft(cfg, phase(tiny_model, tmp_path, epochs=2), Dataset.from_list(sft_rows("generator", 8)))
+    rows = Dataset.from_list(sft_rows("generator", 8))
+    metrics = run_sft(cfg, phase(tiny_model, tmp_path, epochs=2), rows)
     assert metrics["status"] == "trained" and metrics["steps"] == 4 and metrics["rows"] == 8
     assert metrics["loss"]["last"] < metrics["loss"]["first"]
     weights = load_file(tmp_path / "sft" / "adapter_model.safetensors")

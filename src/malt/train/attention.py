@@ -32,7 +32,7 @@ def segment_sdpa(module: Any, query, key, value, attention_mask, dropout: float 
         scaled_dot_product_attention(
             query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], is_causal=True, scale=scaling,
             dropout_p=dropout if module.training else 0.0, enable_gqa=gqa)
-        for s, e in zip(bounds[:-1], bounds[1:]) if e > s
+        for s, e in zip(bounds[:-1], bounds[1:], strict=True) if e > s
     ]
     out = torch.cat(parts, dim=2)  # (1, heads, total, head_dim)
     return out.transpose(1, 2).contiguous(), None

@@ -92,7 +92,7 @@ def load_dataset(label_dir: str | Path, kind: str, role: str, fmt: str = "jsonl"
 
 
 def drop_long_rows(dataset, tokenizer, max_length: int) -> tuple[Any, int]:
-    """Leave out SFT rows whose chat-formatted text exceeds `max_length` tokens; return (kept, dropped).
+    """Leave out SFT rows longer than `max_length` chat-formatted tokens; (kept, dropped).
 
     Padding-free batches are not truncated by TRL, so over-long rows are removed here rather
     than trained on a cut-off answer.

@@ -48,9 +48,11 @@ def load_tokenizer(path: str, *, trust_remote_code: bool = False, revision: str 
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                            revision=revision)
     except OSError as e:
-        raise MaltError(f"models: cannot load the tokenizer of {path!r} ({_first_line(e)})") from None
+        why = _first_line(e)
+        raise MaltError(f"models: cannot load the tokenizer of {path!r} ({why})") from None
     if not tok.chat_template:
         raise MaltError(f"models: the tokenizer of {path!r} has no chat template")
     if tok.pad_token is None:

@@ -25,6 +25,7 @@ from malt.train.sft import Phase, run_sft
 
 log = logging.getLogger("malt.train")
 
+FINISHED = ("trained", "resumed")
 NO_PAIRS = ("no preference pairs (e.g. every sibling had the same label); "
             "the role keeps its SFT result")
 
@@ -61,7 +62,6 @@ def train_role(cfg: RunConfig, role: str, *, resume: bool = False,
     base = cfg.models.for_role(role)
     rc, tc = cfg.train.role(role), cfg.train
     role_dir = cfg.stage_dir("train") / role
-    label_dir, fmt = cfg.stage_dir("label"), cfg.data.format
     previous = read_metrics(role_dir / "metrics.json") if resume else {}
     if is_main and not resume:  # without --resume a role is trained from scratch
         for name in ("sft", "final", "merged"):
@@ -83,7 +83,7 @@ def train_role(cfg: RunConfig, role: str, *, resume: bool = False,
     sft = phase("sft", rc.sft_learning_rate, rc.sft_epochs, "sft")
     metrics["sft"] = _sft(cfg, role, sft, previous, rc.sft, resume, callbacks)
     save()
-    sft_done = checkpoints.is_done(sft.dest) and metrics["sft"]["status"] in ("trained", "resumed")
+    sft_done = checkpoints.is_done(sft.dest) and metrics["sft"]["status"] in FINISHED
     sft_spec = spec_for(sft.dest, base, tc.full_finetune) if sft_done else ModelSpec(model=base)
 
     dpo = phase("dpo", rc.dpo_learning_rate, rc.dpo_epochs, "final")
@@ -104,7 +104,7 @@ def _sft(cfg: RunConfig, role: str, phase: Phase, previous: dict, enabled: bool,
     if not enabled:
         return {"status": "disabled"}
     done_before = previous.get("sft", {})
-    if resume and checkpoints.is_done(phase.dest) and done_before.get("status") in ("trained", "resumed"):
+    if resume and checkpoints.is_done(phase.dest) and done_before.get("status") in FINISHED:
         return {**done_before, "status": "resumed"}
     dataset = load_dataset(cfg.stage_dir("label"), "sft", role, cfg.data.format)
     if len(dataset) == 0:
@@ -118,7 +118,7 @@ def _dpo(cfg: RunConfig, role: str, phase: Phase, previous: dict, enabled: bool,
     if not enabled:
         return {"status": "disabled"}
     done_before = previous.get("dpo", {})
-    if resume and checkpoints.is_done(phase.dest) and done_before.get("status") in ("trained", "resumed"):
+    if resume and checkpoints.is_done(phase.dest) and done_before.get("status") in FINISHED:
         return {**done_before, "status": "resumed"}
     dataset = load_dataset(cfg.stage_dir("label"), "dpo", role, cfg.data.format)
     if len(dataset) == 0:
@@ -130,7 +130,7 @@ def _dpo(cfg: RunConfig, role: str, phase: Phase, previous: dict, enabled: bool,
 def _final(final: Path, sft: Path, sft_spec: ModelSpec, dpo: dict, base: str, full: bool,
            is_main: bool) -> ModelSpec:
     """The role's final policy: the DPO result, else a copy of the SFT result, else the base."""
-    if dpo["status"] in ("trained", "resumed"):
+    if dpo["status"] in FINISHED:
         return spec_for(final, base, full)
     if sft_spec.adapter is None and sft_spec.model == base:
         return sft_spec
@@ -150,7 +150,8 @@ def _merge(cfg: RunConfig, spec: ModelSpec, dest: Path, is_main: bool) -> ModelS
     if is_main:
         from malt.train import lora
 
-        kwargs = {"trust_remote_code": cfg.models.trust_remote_code, "revision": cfg.models.revision}
+        kwargs = {"trust_remote_code": cfg.models.trust_remote_code,
+                  "revision": cfg.models.revision}
         model = lora.load_adapter(lora.load_model(spec.model, bf16=False, **kwargs), spec.adapter,
                                   trainable=False)
         tmp = dest.with_name(".merged.tmp")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from malt.config import TrainConfig
+from malt.errors import MaltError
 
 
 def epochs_for(n_rows: int, override: float | None = None) -> float:
@@ -49,6 +50,18 @@ def use_bf16(cfg: TrainConfig) -> bool:
     return gpu_available() and torch.cuda.is_bf16_supported()
 
 
+def report_to(cfg: TrainConfig) -> list[str]:
+    """The trainer's `report_to` list; a missing logger package is named, not a traceback."""
+    import importlib.util
+
+    if cfg.report_to == "none":
+        return []
+    if importlib.util.find_spec(cfg.report_to) is None:
+        raise MaltError(f"train.report_to: {cfg.report_to} is not installed "
+                        f"(pip install {cfg.report_to}, or set train.report_to=none)")
+    return [cfg.report_to]
+
+
 def common_args(cfg: TrainConfig, *, output_dir: Path, learning_rate: float, epochs: float,
                 seed: int) -> dict[str, Any]:
     """Keyword arguments every TRL config (SFTConfig, DPOConfig) gets from the train section."""
@@ -69,7 +82,7 @@ def common_args(cfg: TrainConfig, *, output_dir: Path, learning_rate: float, epo
         "save_strategy": "steps",
         "save_steps": cfg.save_steps,
         "save_total_limit": cfg.save_total_limit,
-        "report_to": [] if cfg.report_to == "none" else [cfg.report_to],
+        "report_to": report_to(cfg),
         "seed": seed,
         "max_length": cfg.max_length,
         "ddp_find_unused_parameters": False,

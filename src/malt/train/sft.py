@@ -88,6 +88,6 @@ def run_sft(cfg: TrainConfig, phase: Phase, dataset: Any, *, resume: bool = Fals
     metrics.update(status="trained", rows=len(dataset), rows_dropped_too_long=dropped,
                    epochs=trainer.args.num_train_epochs)
     if dropped:
-        log.warning("SFT: %d of %d rows are longer than train.max_length=%d tokens and were left out",
+        log.warning("SFT: %d of %d rows exceed train.max_length=%d tokens and were left out",
                     dropped, len(dataset), cfg.max_length)
     return metrics
