@@ -222,3 +222,12 @@ def test_two_process_accelerate_launch_trains_a_valid_adapter(tiny_model, tmp_pa
     base = load_model(str(tiny_model), bf16=False)
     model = PeftModel.from_pretrained(base, out / "generator" / "final")
     assert list(model.peft_config) == ["default"]
+
+
+def test_cli_flags(monkeypatch):
+    only_train_command(monkeypatch)
+    args = cli.build_parser().parse_args(["train", "--role", "verifier", "--resume", "seed=3"])
+    assert (args.role, args.resume, args.overrides) == ("verifier", True, ["seed=3"])
+    assert cli.build_parser().parse_args(["train"]).role == "all"
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train", "--role", "critic"])
