@@ -50,11 +50,6 @@ def write_config(tmp_path: Path, base: Path, **train_kw) -> Path:
     return path
 
 
-def only_train_command(monkeypatch):
-    """The CLI with just this stage registered (other stages may live on other branches)."""
-    monkeypatch.setattr(cli, "COMMANDS", {"train": cli.COMMANDS["train"]})
-
-
 def adapter(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(folder / "adapter_model.safetensors")
 
@@ -64,9 +59,8 @@ def changed(a: dict, b: dict) -> bool:
 
 
 @pytest.mark.slow
-def test_train_all_roles_from_the_cli(tiny_model, tmp_path, monkeypatch, capsys):
+def test_train_all_roles_from_the_cli(tiny_model, tmp_path, capsys):
     write_label_dir(tmp_path / "run" / "label")
-    only_train_command(monkeypatch)
     config = write_config(tmp_path, tiny_model)
     assert cli.main(["train", "--config", str(config), "--role", "all"]) == 0
     summary = json.loads(capsys.readouterr().out.split("\n{\n", 1)[-1].join(["{\n", ""]))
@@ -172,8 +166,31 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_model, tmp_
         torch.testing.assert_close(resumed[key], expected[key], rtol=1e-4, atol=1e-6)
 
 
-def test_missing_label_stage_is_one_clear_error(tmp_path, monkeypatch, capsys):
-    only_train_command(monkeypatch)
+@pytest.mark.slow
+def test_label_then_train_on_synthetic_trees(tiny_model, tmp_path):
+    """The label stage's real output (Parquet here) is what `malt train` reads."""
+    from malt.io import write_trees
+    from malt.records import Branching, Problem
+    from malt.stages import label
+    from malt.synthetic import synthetic_forest
+
+    problems = [Problem(id=f"gsm8k-t{i}", question=f"What is {i} + 3?", answer=str(i + 3),
+                        task="gsm8k") for i in range(6)]
+    run = tmp_path / "run"
+    write_trees(run / "generate" / "trees-00000.jsonl",
+                synthetic_forest(problems, Branching(2, 2, 2), seed=0))
+    cfg = load_config(write_config(tmp_path, tiny_model, max_steps=1, max_length=1024, batch_size=2),
+                      ["task.name=gsm8k", "data.format=parquet"])
+    stats = label.run(cfg)
+    summary = train.run(cfg)
+    for role in ("generator", "verifier", "refiner"):
+        sft = summary["roles"][role]["sft"]
+        assert sft["status"] == "trained" and sft["steps"] == 1, (role, stats)
+    models = json.loads((run / "train" / "models.json").read_text())
+    assert all(Path(models[r]["final"]["adapter"]).is_dir() for r in models)
+
+
+def test_missing_label_stage_is_one_clear_error(tmp_path, capsys):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "models": {"base": "m"}}))
     assert cli.main(["train", "--config", str(cfg), "--role", "verifier"]) == 2
@@ -184,14 +201,6 @@ def test_missing_label_stage_is_one_clear_error(tmp_path, monkeypatch, capsys):
         train.run(load_config(None, [f"run_dir={tmp_path / 'run'}"]), roles=["generator"])
 
 
-LAUNCHER = """\
-import sys
-from malt import cli
-cli.COMMANDS = {"train": cli.COMMANDS["train"]}
-raise SystemExit(cli.main())
-"""
-
-
 @pytest.mark.slow
 def test_two_process_accelerate_launch_trains_a_valid_adapter(tiny_model, tmp_path):
     from peft import PeftModel
@@ -200,8 +209,6 @@ def test_two_process_accelerate_launch_trains_a_valid_adapter(tiny_model, tmp_pa
 
     write_label_dir(tmp_path / "run" / "label", n_sft=16, roles=("generator",))
     config = write_config(tmp_path, tiny_model, batch_size=2)
-    launcher = tmp_path / "launch_malt.py"
-    launcher.write_text(LAUNCHER)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC),
            "ACCELERATE_DISABLE_RICH": "1"}
     # accelerate 1.x's `--cpu` launcher starts one process unless MPI is set up; the torchrun
@@ -210,7 +217,7 @@ def test_two_process_accelerate_launch_trains_a_valid_adapter(tiny_model, tmp_pa
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
            "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(launcher), "train", "--config", str(config), "--role", "generator"]
+           "-m", "malt", "train", "--config", str(config), "--role", "generator"]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "run" / "train"
@@ -224,8 +231,7 @@ def test_two_process_accelerate_launch_trains_a_valid_adapter(tiny_model, tmp_pa
     assert list(model.peft_config) == ["default"]
 
 
-def test_cli_flags(monkeypatch):
-    only_train_command(monkeypatch)
+def test_cli_flags():
     args = cli.build_parser().parse_args(["train", "--role", "verifier", "--resume", "seed=3"])
     assert (args.role, args.resume, args.overrides) == ("verifier", True, ["seed=3"])
     assert cli.build_parser().parse_args(["train"]).role == "all"
