@@ -62,7 +62,7 @@ def changed(a: dict, b: dict) -> bool:
 def test_train_all_roles_from_the_cli(tiny_model, tmp_path, capsys):
     write_label_dir(tmp_path / "run" / "label")
     config = write_config(tmp_path, tiny_model)
-    assert cli.main(["train", "--config", str(config), "--role", "all"]) == 0
+    assert cli.main(["train", "--config", str(config), "--role", "all", "train.merge=true"]) == 0
     summary = json.loads(capsys.readouterr().out.split("\n{\n", 1)[-1].join(["{\n", ""]))
     out = tmp_path / "run" / "train"
     models = json.loads((out / "models.json").read_text())
@@ -84,6 +84,22 @@ def test_train_all_roles_from_the_cli(tiny_model, tmp_path, capsys):
     assert not changed(adapter(out / "generator" / "final"), adapter(out / "generator" / "sft"))
     assert (out / "manifest.json").is_file() and (out / "config.yaml").is_file()
     assert_loads_like_a_backend(models["refiner"]["final"])
+    assert_merged_equals_adapter(models["verifier"])
+
+
+def assert_merged_equals_adapter(entry: dict) -> None:
+    """`train.merge`: the merged model computes what base + final adapter computes."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(entry["merged"]["model"]).eval()
+    assert entry["merged"]["adapter"] is None
+    final = entry["final"]
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(final["model"]),
+                                      final["adapter"]).eval()
+    ids = torch.tensor([[7, 8, 9, 10, 11, 12]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, model(ids).logits, rtol=1e-4, atol=1e-4)
 
 
 def assert_loads_like_a_backend(entry: dict) -> None:
