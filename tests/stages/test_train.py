@@ -17,7 +17,7 @@ from malt import cli
 from malt.config import load_config
 from malt.errors import MaltError
 from malt.stages import train
-from tests.train.helpers import write_label_dir
+from malt.train.synthetic import write_label_dir
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 ROOT = SRC.parent

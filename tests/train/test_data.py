@@ -12,7 +12,7 @@ import malt.train.settings
 from malt.errors import MaltError
 from malt.io import write_jsonl
 from malt.train.data import dataset_path, drop_long_rows, load_dataset
-from tests.train.helpers import dpo_rows, sft_rows
+from malt.train.synthetic import dpo_rows, sft_rows
 
 
 @pytest.mark.parametrize("module", [malt.train.data, malt.train.settings])

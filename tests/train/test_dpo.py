@@ -9,7 +9,7 @@ from datasets import Dataset
 from malt.config import TrainConfig
 from malt.train import dpo, lora
 from malt.train.sft import Phase, run_sft
-from tests.train.helpers import dpo_rows, sft_rows
+from malt.train.synthetic import dpo_rows, sft_rows
 
 pytestmark = pytest.mark.slow
 

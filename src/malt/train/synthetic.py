@@ -1,4 +1,4 @@
-"""Synthetic role datasets and tiny models for the training tests (no downloads)."""
+"""Tiny synthetic role datasets in the label stage's format, for tests, benchmarks and demos."""
 
 from __future__ import annotations
 
