@@ -236,6 +236,7 @@ def test_two_process_accelerate_launch_trains_a_valid_adapter(tiny_model, tmp_pa
            "-m", "malt", "train", "--config", str(config), "--role", "generator"]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count('"models":') == 1  # only the main process prints the summary
     out = tmp_path / "run" / "train"
     metrics = json.loads((out / "generator" / "metrics.json").read_text())
     # 16 rows, 2 per process and step, 2 processes: 4 optimiser steps in one epoch.

@@ -27,10 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip finished phases and continue from the last checkpoint")
 
 
-def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
+def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any] | None:
     """CLI entry: train the chosen role(s) and return the summary."""
+    from malt.train.settings import process_state
+
     roles = ROLES if args.role == ALL else (args.role,)
-    return run(cfg, roles=roles, resume=args.resume)
+    summary = run(cfg, roles=roles, resume=args.resume)
+    return summary if process_state().is_main_process else None  # one summary per launch
 
 
 def run(cfg: RunConfig, roles: tuple[str, ...] | list[str] = ROLES, *, resume: bool = False,

@@ -34,7 +34,7 @@ def dpo_config(cfg: TrainConfig, phase: Phase, n_rows: int):
 def policy_and_reference(cfg: TrainConfig, phase: Phase, sft: Path | None) -> tuple[Any, Any, Any]:
     """(policy, explicit reference model or None, peft_config or None) for DPOTrainer."""
     load = {"bf16": use_bf16(cfg), "trust_remote_code": phase.trust_remote_code,
-            "revision": phase.revision}
+            "revision": phase.revision, "attn_implementation": cfg.attn_implementation}
     if cfg.full_finetune:
         start = str(sft) if sft is not None else phase.model
         if sft is not None:
