@@ -18,6 +18,7 @@ from malt.errors import MaltError
 # `add_arguments(parser)` and `main(cfg, args) -> dict` (the summary printed at the end).
 COMMANDS: dict[str, tuple[str, str]] = {
     "label": ("malt.stages.label", "grade tree leaves, assign values and labels, write role datasets"),
+    "train": ("malt.stages.train", "per-role LoRA SFT then DPO (TRL + PEFT) on the role datasets"),
     "demo": ("malt.stages.demo", "the whole pipeline on the embedded tiny model and arith task (CPU)"),
 }
 
