@@ -48,7 +48,7 @@ def run(cfg: RunConfig, extra: list[Path] | None = None) -> dict[str, Any]:
     text = report_markdown(results_list, label_summary, chart=CHART)
     with atomic_open(out / "report.md") as f:
         f.write(text)
-    return {"report": str(out / "report.md"), "chart": str(out / CHART),
+    return {"markdown": str(out / "report.md"), "chart": str(out / CHART),
             "tasks": [r["task"] for r in results_list],
             "role_data": str(label_path) if label_summary is not None else None}
 
