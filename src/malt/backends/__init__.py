@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 
-from malt.backends.base import Backend, Completion, ModelSpec, SamplingParams
+from malt.backends.base import Backend, Completion, ModelSpec, SamplingParams, derive_seed
 from malt.config import BackendConfig
 from malt.errors import MaltError
 
@@ -34,4 +34,6 @@ def build_backend(
     return module.create(cfg, dict(models), trust_remote_code=trust_remote_code, revision=revision)
 
 
-__all__ = ["BACKENDS", "Backend", "Completion", "ModelSpec", "SamplingParams", "build_backend"]
+__all__ = [
+    "BACKENDS", "Backend", "Completion", "ModelSpec", "SamplingParams", "build_backend", "derive_seed",
+]

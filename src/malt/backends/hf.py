@@ -1,0 +1,245 @@
+"""Generation with Hugging Face transformers `generate` (CPU or GPU).
+
+Each distinct base model is loaded once (safetensors only). Roles that name a LoRA adapter
+on a shared base get it as a named PEFT adapter, switched per call without reloading the
+base; a role without an adapter on a PEFT-wrapped base runs with adapters disabled.
+
+A call expands every prompt into `n` rows, sorts rows by prompt length (less padding),
+and runs `generate` on `backend.batch_size` rows at a time with left padding and the KV
+cache, stopping at EOS. Sampling is seeded per row (see `hf_sampling`), so a prompt's
+samples do not depend on the other prompts in the call or on the batch size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from malt.backends.base import Completion, ModelSpec, SamplingParams, derive_seed
+from malt.config import BackendConfig
+from malt.errors import MaltError
+from malt.records import Messages
+
+
+@dataclass
+class _Route:
+    """What one role runs on: a loaded model, its tokenizer, and its adapter name."""
+
+    model: Any
+    tokenizer: Any
+    adapter: str | None
+    peft: bool
+
+
+def resolve_device(name: str) -> str:
+    """`auto` becomes cuda when available, else cpu."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MaltError(f"backend.device: {name!r} was asked for but no CUDA GPU is available")
+    return name
+
+
+def resolve_dtype(name: str, device: str):
+    """`auto` is bfloat16 on GPU and float32 on CPU; otherwise a torch dtype name."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise MaltError(f"backend.dtype: {name!r} is not a torch dtype (try float32, bfloat16)")
+    return dtype
+
+
+def _load_base(spec_model: str, device: str, dtype, trust_remote_code: bool, revision: str | None):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"trust_remote_code": trust_remote_code, "revision": revision}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec_model, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            spec_model, dtype=dtype, use_safetensors=True, **kwargs
+        )
+    except (OSError, ValueError) as e:
+        raise MaltError(f"{spec_model}: could not load the model or tokenizer ({e})") from None
+    if tokenizer.chat_template is None:
+        raise MaltError(f"{spec_model}: the tokenizer has no chat template")
+    return model.to(device).eval(), tokenizer
+
+
+def _attach_adapters(model, adapters: Mapping[str, str]):
+    """Wrap `model` in PEFT with one named adapter per role (name = role)."""
+    from peft import PeftModel
+
+    wrapped = None
+    for role, path in adapters.items():
+        try:
+            if wrapped is None:
+                wrapped = PeftModel.from_pretrained(model, path, adapter_name=role)
+            else:
+                wrapped.load_adapter(path, adapter_name=role)
+        except (OSError, ValueError) as e:
+            raise MaltError(f"{path}: could not load the {role} LoRA adapter ({e})") from None
+    return wrapped.eval()
+
+
+class HFBackend:
+    """The `hf` backend: batched `generate` with per-row seeded sampling."""
+
+    def __init__(
+        self,
+        cfg: BackendConfig,
+        models: Mapping[str, ModelSpec],
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+    ):
+        self.batch_size = cfg.batch_size
+        self.device = resolve_device(cfg.device)
+        dtype = resolve_dtype(cfg.dtype, self.device)
+        self.routes: dict[str, _Route] = {}
+        by_base: dict[str, dict[str, ModelSpec]] = {}
+        for role, spec in models.items():
+            by_base.setdefault(spec.model, {})[role] = spec
+        for base, specs in by_base.items():
+            model, tok = _load_base(base, self.device, dtype, trust_remote_code, revision)
+            adapters = {r: s.adapter for r, s in specs.items() if s.adapter}
+            if adapters:
+                model = _attach_adapters(model, adapters)
+            for role, spec in specs.items():
+                self.routes[role] = _Route(model, tok, role if spec.adapter else None, bool(adapters))
+
+    def generate(
+        self,
+        role: str,
+        prompts: Sequence[Messages],
+        params: SamplingParams,
+        seeds: Sequence[int],
+    ) -> list[list[Completion]]:
+        """`params.n` completions per prompt; row (i, j) is seeded by derive_seed(seeds[i], j)."""
+        if role not in self.routes:
+            raise MaltError(f"no model configured for role {role!r}")
+        route = self.routes[role]
+        ids = [encode_chat(route.tokenizer, m) for m in prompts]
+        rows = [(i, j, derive_seed(seeds[i], j)) for i in range(len(prompts)) for j in range(params.n)]
+        # Longest first: less padding per batch, and an out-of-memory shows up at once.
+        order = sorted(range(len(rows)), key=lambda k: -len(ids[rows[k][0]]))
+        results: list[list[Any]] = [[None] * params.n for _ in prompts]
+        with _adapter_active(route):
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                outs = self._generate_batch(
+                    route, [ids[rows[k][0]] for k in batch], [rows[k][2] for k in batch], params
+                )
+                for k, completion in zip(batch, outs):
+                    i, j, _ = rows[k]
+                    results[i][j] = completion
+        return results
+
+    def _generate_batch(
+        self, route: _Route, batch_ids: list[list[int]], seeds: list[int], params: SamplingParams
+    ) -> list[Completion]:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        from malt.backends.hf_sampling import sampling_processors
+
+        tok = route.tokenizer
+        eos_ids = eos_token_ids(route.model, tok)
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
+        input_ids, attention = left_pad(batch_ids, pad_id)
+        width = input_ids.shape[1]
+        procs = sampling_processors(seeds, width, params.temperature, params.top_p, self.device)
+        gen_cfg = GenerationConfig(
+            max_new_tokens=params.max_new_tokens, do_sample=False, num_beams=1,
+            eos_token_id=eos_ids, pad_token_id=pad_id,
+        )
+        with torch.inference_mode():
+            out = route.model.generate(
+                input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
+                generation_config=gen_cfg, logits_processor=LogitsProcessorList(procs),
+            )
+        return [to_completion(tok, row, eos_ids) for row in out[:, width:].tolist()]
+
+    def close(self) -> None:
+        """Drop the models (and free GPU memory)."""
+        self.routes.clear()
+        with contextlib.suppress(Exception):
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def _adapter_active(route: _Route):
+    """Activate the role's adapter, or disable adapters for a role that has none."""
+    if not route.peft:
+        yield
+    elif route.adapter is not None:
+        route.model.set_adapter(route.adapter)
+        yield
+    else:
+        with route.model.disable_adapter():
+            yield
+
+
+def encode_chat(tokenizer, messages: Messages) -> list[int]:
+    """Token ids of the chat-templated prompt, ending with the assistant turn's header."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    # The template already holds any BOS it wants; do not add special tokens twice.
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """Every id that ends a turn: the generation config's EOS ids plus the tokenizer's."""
+    ids = model.generation_config.eos_token_id
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    if not ids:
+        raise MaltError("the model and tokenizer define no EOS token; generation could never stop")
+    return ids
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int):
+    """(input_ids, attention_mask) tensors with every row right-aligned.
+
+    >>> ids, mask = left_pad([[5, 6], [7]], 0)
+    >>> ids.tolist(), mask.tolist()
+    ([[5, 6], [0, 7]], [[1, 1], [0, 1]])
+    """
+    import torch
+
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            input_ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            attention[i, width - len(r) :] = 1
+    return input_ids, attention
+
+
+def to_completion(tokenizer, new_ids: list[int], eos_ids: Sequence[int]) -> Completion:
+    """Cut generated ids at the first EOS; count tokens including that EOS."""
+    stop = next((k for k, t in enumerate(new_ids) if t in eos_ids), None)
+    if stop is None:
+        return Completion(tokenizer.decode(new_ids, skip_special_tokens=True), len(new_ids), "length")
+    text = tokenizer.decode(new_ids[:stop], skip_special_tokens=True)
+    return Completion(text, stop + 1, "stop")
+
+
+def create(
+    cfg: BackendConfig,
+    models: Mapping[str, ModelSpec],
+    *,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+) -> HFBackend:
+    """Build the hf backend for the given role models."""
+    return HFBackend(cfg, models, trust_remote_code=trust_remote_code, revision=revision)
