@@ -34,3 +34,23 @@ TASK = Task(
 
 QUESTIONS = [(f"What is {a} + {b}?", str(a + b)) for a, b in
              [(1, 2), (3, 4), (10, 5), (7, 7), (2, 9), (12, 30), (8, 1), (6, 6)]]
+
+
+class FakeBackend:
+    """A deterministic backend: each completion names its role, prompt seed and sample index."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, int]] = []  # (role, number of prompts) per call
+
+    def generate(self, role, prompts, params, seeds):
+        from malt.backends.base import Completion
+
+        self.calls.append((role, len(prompts)))
+        return [
+            [Completion(f"{role} {seed % 1000} sample {j}: {seed % 7 + j}", 5, "stop")
+             for j in range(params.n)]
+            for seed in seeds
+        ]
+
+    def close(self):
+        pass
