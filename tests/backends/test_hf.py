@@ -50,6 +50,16 @@ def test_samples_are_reproducible_and_independent_of_batch_composition(backend, 
     assert _texts(reordered) == _texts(together)[::-1]
 
 
+def test_shared_prefill_gives_the_same_samples_as_plain_batches(backend):
+    shared = backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6])
+    backend.share_prefill = False
+    try:
+        plain = backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6])
+    finally:
+        backend.share_prefill = True
+    assert _texts(shared) == _texts(plain)
+
+
 def test_seeds_and_sample_index_change_the_sample(backend):
     out = backend.generate("generator", PROMPTS[:1] * 2, PARAMS, [1, 2])
     texts = _texts(out)

@@ -4,10 +4,12 @@ Each distinct base model is loaded once (safetensors only). Roles that name a Lo
 on a shared base get it as a named PEFT adapter, switched per call without reloading the
 base; a role without an adapter on a PEFT-wrapped base runs with adapters disabled.
 
-A call expands every prompt into `n` rows, sorts rows by prompt length (less padding),
-and runs `generate` on `backend.batch_size` rows at a time with left padding and the KV
-cache, stopping at EOS. Sampling is seeded per row (see `hf_sampling`), so a prompt's
-samples do not depend on the other prompts in the call or on the batch size.
+A call sorts prompts by length (less padding) and runs `generate` on whole prompts,
+`max(1, backend.batch_size // n)` prompts x `n` rows at a time, with left padding and the
+KV cache, stopping at EOS. The `n` rows of a prompt share its prefill: the prompt's KV cache
+is computed once and repeated (prefill dominates when prompts are longer than answers).
+Sampling is seeded per row (see `hf_sampling`), so a prompt's samples do not depend on the
+other prompts in the call or on the batch size.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class HFBackend:
         revision: str | None = None,
     ):
         self.batch_size = cfg.batch_size
+        self.share_prefill = True  # prefill each prompt once for its n rows (see _generate_batch)
         self.device = resolve_device(cfg.device)
         dtype = resolve_dtype(cfg.dtype, self.device)
         self.routes: dict[str, _Route] = {}
@@ -125,45 +128,63 @@ class HFBackend:
             raise MaltError(f"no model configured for role {role!r}")
         route = self.routes[role]
         ids = [encode_chat(route.tokenizer, m) for m in prompts]
-        rows = [(i, j, derive_seed(seeds[i], j)) for i in range(len(prompts)) for j in range(params.n)]
         # Longest first: less padding per batch, and an out-of-memory shows up at once.
-        order = sorted(range(len(rows)), key=lambda k: -len(ids[rows[k][0]]))
-        results: list[list[Any]] = [[None] * params.n for _ in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -len(ids[i]))
+        per_batch = max(1, self.batch_size // params.n)  # whole prompts: their n rows stay together
+        results: list[list[Completion]] = [[] for _ in prompts]
         with _adapter_active(route):
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                outs = self._generate_batch(
-                    route, [ids[rows[k][0]] for k in batch], [rows[k][2] for k in batch], params
-                )
-                for k, completion in zip(batch, outs):
-                    i, j, _ = rows[k]
-                    results[i][j] = completion
+            for start in range(0, len(order), per_batch):
+                batch = order[start : start + per_batch]
+                row_seeds = [derive_seed(seeds[i], j) for i in batch for j in range(params.n)]
+                outs = self._generate_batch(route, [ids[i] for i in batch], row_seeds, params)
+                for k, i in enumerate(batch):
+                    results[i] = outs[k * params.n : (k + 1) * params.n]
         return results
 
     def _generate_batch(
-        self, route: _Route, batch_ids: list[list[int]], seeds: list[int], params: SamplingParams
+        self, route: _Route, prompt_ids: list[list[int]], row_seeds: list[int], params: SamplingParams
     ) -> list[Completion]:
+        """`params.n` rows per prompt; the shared prompt is prefilled once for its n rows."""
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
         from malt.backends.hf_sampling import sampling_processors
 
-        tok = route.tokenizer
+        tok, n = route.tokenizer, params.n
         eos_ids = eos_token_ids(route.model, tok)
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
-        input_ids, attention = left_pad(batch_ids, pad_id)
+        input_ids, attention = left_pad([p for p in prompt_ids for _ in range(n)], pad_id)
         width = input_ids.shape[1]
-        procs = sampling_processors(seeds, width, params.temperature, params.top_p, self.device)
+        procs = sampling_processors(row_seeds, width, params.temperature, params.top_p, self.device)
         gen_cfg = GenerationConfig(
             max_new_tokens=params.max_new_tokens, do_sample=False, num_beams=1,
             eos_token_id=eos_ids, pad_token_id=pad_id,
         )
         with torch.inference_mode():
+            extra = {}
+            if self.share_prefill and n > 1 and min(len(p) for p in prompt_ids) > 1:
+                extra["past_key_values"] = self._shared_prefix_cache(route.model, prompt_ids, pad_id, n)
             out = route.model.generate(
                 input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-                generation_config=gen_cfg, logits_processor=LogitsProcessorList(procs),
+                generation_config=gen_cfg, logits_processor=LogitsProcessorList(procs), **extra,
             )
         return [to_completion(tok, row, eos_ids) for row in out[:, width:].tolist()]
+
+    def _shared_prefix_cache(self, model, prompt_ids: list[list[int]], pad_id: int, n: int):
+        """KV cache of every prompt but its last token, computed once and repeated n times.
+
+        The n samples of a prompt share it exactly, so prefill costs 1/n of a plain batch;
+        `generate` then only runs the last prompt token before decoding.
+        """
+        from transformers import DynamicCache
+
+        ids, mask = left_pad([p[:-1] for p in prompt_ids], pad_id)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=model.config)
+        model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+              position_ids=positions.to(self.device), past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(n)
+        return cache
 
     def close(self) -> None:
         """Drop the models (and free GPU memory)."""
