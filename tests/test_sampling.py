@@ -5,23 +5,28 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import shared_data
-from toy_task import FakeBackend
 
+from conftest import shared_data
 from malt.backends.base import Completion, SamplingParams
 from malt.errors import MaltError
 from malt.records import GENERATOR, REFINER, ROLES, VERIFIER, Problem, check_shape
 from malt.sampling import branching_of, prompt_seed, sample_trees
+from toy_task import FakeBackend
 
 
 def _sampling(n_g=2, n_v=3, n_r=2):
-    return {GENERATOR: SamplingParams(n=n_g), VERIFIER: SamplingParams(n=n_v),
-            REFINER: SamplingParams(n=n_r)}
+    return {
+        GENERATOR: SamplingParams(n=n_g),
+        VERIFIER: SamplingParams(n=n_v),
+        REFINER: SamplingParams(n=n_r),
+    }
 
 
 def _problems(task, k=3):
-    return [Problem(id=f"toy-{i}", question=f"What is {i} + {i}?", answer=str(2 * i), task="toy")
-            for i in range(k)]
+    return [
+        Problem(id=f"toy-{i}", question=f"What is {i} + {i}?", answer=str(2 * i), task="toy")
+        for i in range(k)
+    ]
 
 
 def test_trees_have_the_right_shape_ids_and_prompts(toy_task):
@@ -88,8 +93,11 @@ def test_duplicate_problem_ids_in_a_chunk_are_refused(toy_task):
         sample_trees(toy_task, p + p, FakeBackend(), _sampling(), 0)
 
 
-REAL_TASKS = {"gsm8k": "gsm8k/train.jsonl", "math": "math/train.jsonl",
-              "csqa": "commonsenseqa/train_rand_split.jsonl"}
+REAL_TASKS = {
+    "gsm8k": "gsm8k/train.jsonl",
+    "math": "math/train.jsonl",
+    "csqa": "commonsenseqa/train_rand_split.jsonl",
+}
 
 
 @pytest.mark.parametrize("name", sorted(REAL_TASKS))
@@ -105,7 +113,7 @@ def test_real_task_prompts_make_valid_trees(name):
         pytest.skip(f"task module {name!r} is not in this checkout yet")
     problems = task.load(str(data / REAL_TASKS[name]), limit=2)
     trees, _ = sample_trees(task, problems, _AnswerBackend(problems), _sampling(2, 2, 2), 0)
-    for tree, problem in zip(trees, problems):
+    for tree, problem in zip(trees, problems, strict=True):
         check_shape(tree)
         g = tree.by_role(GENERATOR)[0]
         assert problem.question in g.prompt[-1]["content"]
@@ -127,7 +135,9 @@ class _AnswerBackend:
         out = []
         for messages in prompts:
             p = next(p for p in self.problems if p.question in messages[-1]["content"])
-            text = f"Reasoning... The final answer is \\boxed{{{p.answer}}}. Final Answer: {p.answer}"
+            text = (
+                f"Reasoning... The final answer is \\boxed{{{p.answer}}}. Final Answer: {p.answer}"
+            )
             out.append([Completion(text, 9, "stop")] * params.n)
         return out
 

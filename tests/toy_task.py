@@ -11,8 +11,12 @@ from malt.tasks.base import RolePrompts, Task, field_str, stable_id
 
 def _parse(row: dict[str, Any], where: str) -> Problem:
     question = field_str(row, "question", where)
-    return Problem(id=stable_id("toy", question), question=question,
-                   answer=field_str(row, "answer", where), task="toy")
+    return Problem(
+        id=stable_id("toy", question),
+        question=question,
+        answer=field_str(row, "answer", where),
+        task="toy",
+    )
 
 
 def _extract(text: str) -> str | None:
@@ -32,8 +36,10 @@ TASK = Task(
     ),
 )
 
-QUESTIONS = [(f"What is {a} + {b}?", str(a + b)) for a, b in
-             [(1, 2), (3, 4), (10, 5), (7, 7), (2, 9), (12, 30), (8, 1), (6, 6)]]
+QUESTIONS = [
+    (f"What is {a} + {b}?", str(a + b))
+    for a, b in [(1, 2), (3, 4), (10, 5), (7, 7), (2, 9), (12, 30), (8, 1), (6, 6)]
+]
 
 
 class FakeBackend:
@@ -47,8 +53,10 @@ class FakeBackend:
 
         self.calls.append((role, len(prompts)))
         return [
-            [Completion(f"{role} {seed % 1000} sample {j}: {seed % 7 + j}", 5, "stop")
-             for j in range(params.n)]
+            [
+                Completion(f"{role} {seed % 1000} sample {j}: {seed % 7 + j}", 5, "stop")
+                for j in range(params.n)
+            ]
             for seed in seeds
         ]
 

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from malt.backends.base import Backend, Completion, SamplingParams, derive_seed
 from malt.errors import MaltError
 from malt.records import (
-    GENERATOR, REFINER, ROLES, VERIFIER, Branching, Node, Problem, Tree, child_id,
+    GENERATOR,
+    REFINER,
+    ROLES,
+    VERIFIER,
+    Branching,
+    Node,
+    Problem,
+    Tree,
+    child_id,
 )
 from malt.tasks.base import Task
 
@@ -109,7 +117,9 @@ def _level(
     outputs = backend.generate(role, prompts, params, seeds) if prompts else []
     _check_outputs(role, outputs, len(prompts), params.n)
     nodes = []
-    for (problem, _, _), prompt, parent_id, completions in zip(parents, prompts, parent_ids, outputs):
+    for (problem, _, _), prompt, parent_id, completions in zip(
+        parents, prompts, parent_ids, outputs, strict=True
+    ):
         for j, c in enumerate(completions):
             nodes.append((problem, _node(task, role, prompt, parent_id, j, c)))
     tokens = sum(n.num_tokens or 0 for _, n in nodes)
@@ -137,11 +147,14 @@ def _node(task: Task, role: str, prompt: list, parent_id: str, j: int, c: Comple
 
 def _check_outputs(role: str, outputs: Sequence, want_prompts: int, n: int) -> None:
     if len(outputs) != want_prompts:
-        raise MaltError(f"the backend returned {len(outputs)} {role} results for {want_prompts} prompts")
+        raise MaltError(
+            f"the backend returned {len(outputs)} {role} results for {want_prompts} prompts"
+        )
     for i, completions in enumerate(outputs):
         if len(completions) != n:
             raise MaltError(
-                f"the backend returned {len(completions)} {role} completions for prompt {i}, expected {n}"
+                f"the backend returned {len(completions)} {role} completions for prompt {i}, "
+                f"expected {n}"
             )
 
 

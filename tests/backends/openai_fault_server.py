@@ -55,11 +55,22 @@ class FaultServer:
         n = int(body.get("n") or 1) if self.honour_n else 1
         word = body["messages"][-1]["content"].split()[0]
         seed = body.get("seed")
-        texts = [f"{word} seed={seed} choice={i} answer {seed % 10 if seed else 0}" for i in range(n)]
+        texts = [
+            f"{word} seed={seed} choice={i} answer {seed % 10 if seed else 0}" for i in range(n)
+        ]
         return {
-            "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": i, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": t}} for i, t in enumerate(texts)],
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": i,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": t},
+                }
+                for i, t in enumerate(texts)
+            ],
             "usage": {"prompt_tokens": 3, "completion_tokens": 4 * n, "total_tokens": 3 + 4 * n},
         }
 
@@ -77,7 +88,9 @@ def _handler(server: FaultServer):
             action = server.next_action(body)
             if action in ("429", "500"):
                 # retry-after-ms keeps the client's (honoured) backoff short in tests.
-                self._send(int(action), b'{"error": {"message": "injected"}}', {"retry-after-ms": "5"})
+                self._send(
+                    int(action), b'{"error": {"message": "injected"}}', {"retry-after-ms": "5"}
+                )
             elif action == "timeout":
                 time.sleep(server.hang_s)
                 self.close_connection = True

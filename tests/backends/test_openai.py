@@ -24,8 +24,12 @@ SECRET = "sk-test-do-not-leak-123"
 
 
 def _backend(url, **kw):
-    cfg = BackendConfig(name="openai", base_url=url, api_key_env="MALT_TEST_KEY",
-                        **{"timeout_s": 0.5, "max_retries": 3, "max_concurrency": 4, **kw})
+    cfg = BackendConfig(
+        name="openai",
+        base_url=url,
+        api_key_env="MALT_TEST_KEY",
+        **{"timeout_s": 0.5, "max_retries": 3, "max_concurrency": 4, **kw},
+    )
     return build_backend(cfg, {r: ModelSpec("toy-model") for r in ROLES})
 
 
@@ -35,8 +39,10 @@ def _key(monkeypatch):
 
 
 def _problems(k=2):
-    return [Problem(id=f"toy-{i}", question=f"Q{i}: what is {i} + 1?", answer=str(i + 1), task="toy")
-            for i in range(k)]
+    return [
+        Problem(id=f"toy-{i}", question=f"Q{i}: what is {i} + 1?", answer=str(i + 1), task="toy")
+        for i in range(k)
+    ]
 
 
 def _sampling(n=2, max_new_tokens=16):
@@ -61,18 +67,22 @@ def test_every_node_is_produced_despite_injected_faults(toy_task):
 def test_a_server_that_ignores_n_gets_fanned_out_requests(toy_task):
     with FaultServer(honour_n=False) as server:
         backend = _backend(server.url)
-        out = backend.generate("generator", [[{"role": "user", "content": "hi"}]] * 2,
-                               SamplingParams(n=3), [7, 8])
+        out = backend.generate(
+            "generator", [[{"role": "user", "content": "hi"}]] * 2, SamplingParams(n=3), [7, 8]
+        )
         assert backend.server_n is False
         first_call = len(server.log)
-        backend.generate("generator", [[{"role": "user", "content": "hi"}]], SamplingParams(n=3), [7])
+        backend.generate(
+            "generator", [[{"role": "user", "content": "hi"}]], SamplingParams(n=3), [7]
+        )
     assert [len(c) for c in out] == [3, 3]
     assert len({c.text for c in out[0]}) == 3  # each fanned-out request has its own seed
     assert first_call == 6 and len(server.log) == 9  # later calls skip the n probe
     assert all("n" not in body for _, body in server.log[first_call:])
     with FaultServer(honour_n=True) as server:
-        honoured = _backend(server.url).generate("generator", [[{"role": "user", "content": "hi"}]],
-                                                  SamplingParams(n=3), [7])
+        honoured = _backend(server.url).generate(
+            "generator", [[{"role": "user", "content": "hi"}]], SamplingParams(n=3), [7]
+        )
     assert honoured[0][0].text == out[0][0].text  # sample 0 has the same seed either way
 
 
@@ -80,7 +90,9 @@ def test_the_retry_budget_ends_in_a_clear_error():
     with FaultServer(fail_after=0) as server:
         backend = _backend(server.url, max_retries=2)
         with pytest.raises(MaltError, match=r"HTTP 500 .*after 2 retries") as err:
-            backend.generate("verifier", [[{"role": "user", "content": "x"}]], SamplingParams(n=1), [0])
+            backend.generate(
+                "verifier", [[{"role": "user", "content": "x"}]], SamplingParams(n=1), [0]
+            )
     assert server.count("500") == 3 and server.url in str(err.value)
     assert SECRET not in str(err.value)
 
@@ -89,7 +101,8 @@ def test_invalid_replies_are_retried_within_the_budget_then_fail():
     with FaultServer(faults=["badjson"] * 10) as server:
         with pytest.raises(MaltError, match="3 replies in a row were not valid"):
             _backend(server.url, max_retries=2).generate(
-                "refiner", [[{"role": "user", "content": "x"}]], SamplingParams(n=1), [0])
+                "refiner", [[{"role": "user", "content": "x"}]], SamplingParams(n=1), [0]
+            )
     assert server.count("badjson") == 3
 
 
@@ -99,7 +112,8 @@ def test_an_unreachable_server_is_a_clear_error():
         port = s.getsockname()[1]  # nothing listens here once the socket closes
     with pytest.raises(MaltError, match="could not reach the server"):
         _backend(f"http://127.0.0.1:{port}/v1", max_retries=1).generate(
-            "generator", [[{"role": "user", "content": "x"}]], SamplingParams(n=1), [0])
+            "generator", [[{"role": "user", "content": "x"}]], SamplingParams(n=1), [0]
+        )
 
 
 def test_a_missing_key_for_the_hosted_api_is_a_clear_error(monkeypatch):
@@ -109,16 +123,27 @@ def test_a_missing_key_for_the_hosted_api_is_a_clear_error(monkeypatch):
         _backend(None)
 
 
-def test_generate_stage_keeps_finished_shards_when_the_server_gives_up(toy_task, toy_data, tmp_path):
+def test_generate_stage_keeps_finished_shards_when_the_server_gives_up(
+    toy_task, toy_data, tmp_path
+):
     from malt.stages import generate
 
     with FaultServer(fail_after=14) as server:  # exactly the first chunk: 2 + 4 + 8 requests
-        cfg = load_config(None, [
-            f"run_dir={tmp_path / 'run'}", "task.name=toy", f"task.train={toy_data}",
-            "models.base=toy-model", "backend.name=openai", f"backend.base_url={server.url}",
-            "backend.api_key_env=MALT_TEST_KEY", "backend.max_retries=1", "generate.chunk_size=2",
-            *[f"generate.{r}.n=2" for r in ROLES],
-        ])
+        cfg = load_config(
+            None,
+            [
+                f"run_dir={tmp_path / 'run'}",
+                "task.name=toy",
+                f"task.train={toy_data}",
+                "models.base=toy-model",
+                "backend.name=openai",
+                f"backend.base_url={server.url}",
+                "backend.api_key_env=MALT_TEST_KEY",
+                "backend.max_retries=1",
+                "generate.chunk_size=2",
+                *[f"generate.{r}.n=2" for r in ROLES],
+            ],
+        )
         with pytest.raises(MaltError, match="HTTP 500"):
             generate.run(cfg, progress=False)
         assert set(server.auth) == {"Bearer " + SECRET}  # the key travels only as the header
@@ -127,12 +152,24 @@ def test_generate_stage_keeps_finished_shards_when_the_server_gives_up(toy_task,
     for path in out.iterdir():
         assert SECRET not in path.read_text()
     with FaultServer() as server:  # the server is back: resume finishes the run
-        summary = generate.run(load_config(None, [
-            f"run_dir={tmp_path / 'run'}", "task.name=toy", f"task.train={toy_data}",
-            "models.base=toy-model", "backend.name=openai", f"backend.base_url={server.url}",
-            "backend.api_key_env=MALT_TEST_KEY", "backend.max_retries=1", "generate.chunk_size=2",
-            *[f"generate.{r}.n=2" for r in ROLES],
-        ]), progress=False)
+        summary = generate.run(
+            load_config(
+                None,
+                [
+                    f"run_dir={tmp_path / 'run'}",
+                    "task.name=toy",
+                    f"task.train={toy_data}",
+                    "models.base=toy-model",
+                    "backend.name=openai",
+                    f"backend.base_url={server.url}",
+                    "backend.api_key_env=MALT_TEST_KEY",
+                    "backend.max_retries=1",
+                    "generate.chunk_size=2",
+                    *[f"generate.{r}.n=2" for r in ROLES],
+                ],
+            ),
+            progress=False,
+        )
     assert summary["trees"] == 8 and summary["generated_now"]["generations"] == 3 * 28
 
 
@@ -154,8 +191,20 @@ def served_model(tiny_model, tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     launcher = "import sys; from transformers.cli.transformers import main; sys.exit(main())"
-    cmd = [sys.executable, "-c", launcher, "serve", str(folder), "--device", "cpu", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        "-c",
+        launcher,
+        "serve",
+        str(folder),
+        "--device",
+        "cpu",
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
@@ -177,8 +226,14 @@ def served_model(tiny_model, tmp_path_factory):
 @pytest.mark.slow
 def test_transformers_serve_produces_every_node(toy_task, served_model):
     url, model = served_model
-    cfg = BackendConfig(name="openai", base_url=url, api_key_env="MALT_TEST_KEY",
-                        timeout_s=60, max_retries=2, max_concurrency=4)
+    cfg = BackendConfig(
+        name="openai",
+        base_url=url,
+        api_key_env="MALT_TEST_KEY",
+        timeout_s=60,
+        max_retries=2,
+        max_concurrency=4,
+    )
     backend = build_backend(cfg, {r: ModelSpec(model) for r in ROLES})
     trees, stats = sample_trees(toy_task, _problems(2), backend, _sampling(2, 6), run_seed=0)
     for tree in trees:

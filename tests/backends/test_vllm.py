@@ -87,8 +87,15 @@ class _FakeLLM:
 
     def generate(self, inputs, sampling, lora_request=None, use_tqdm=True):
         self.calls.append((inputs, sampling, lora_request))
-        return [_Request([_Out(f"s{p['seed']}-{j}", [1] * (j + 1), "length" if j else "stop")
-                          for j in range(p["n"])]) for p in sampling]
+        return [
+            _Request(
+                [
+                    _Out(f"s{p['seed']}-{j}", [1] * (j + 1), "length" if j else "stop")
+                    for j in range(p["n"])
+                ]
+            )
+            for p in sampling
+        ]
 
 
 @pytest.fixture
@@ -106,8 +113,11 @@ def fake_vllm(monkeypatch):
 
 
 def test_one_engine_with_prefix_caching_and_a_lora_per_role(fake_vllm):
-    specs = {"generator": ModelSpec("base", "ad/g"), "verifier": ModelSpec("base", "ad/v"),
-             "refiner": ModelSpec("base")}
+    specs = {
+        "generator": ModelSpec("base", "ad/g"),
+        "verifier": ModelSpec("base", "ad/v"),
+        "refiner": ModelSpec("base"),
+    }
     cfg = BackendConfig(name="vllm", tensor_parallel_size=2, max_lora_rank=32)
     backend = build_backend(cfg, specs, trust_remote_code=False, revision="abc")
     (engine,) = fake_vllm.made

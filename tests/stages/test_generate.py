@@ -11,22 +11,27 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TESTS_DIR
-from toy_task import FakeBackend
 
+from conftest import TESTS_DIR
 from malt.config import load_config
 from malt.errors import MaltError
 from malt.io import read_jsonl, read_trees
 from malt.records import check_shape
 from malt.stages import generate
+from toy_task import FakeBackend
 
 SRC = TESTS_DIR.parent / "src"
 
 
 def _overrides(run_dir, data, model="unused", tokens=8, chunk=2):
     return [
-        f"run_dir={run_dir}", "seed=5", "task.name=toy", f"task.train={data}", f"models.base={model}",
-        "backend.device=cpu", f"generate.chunk_size={chunk}",
+        f"run_dir={run_dir}",
+        "seed=5",
+        "task.name=toy",
+        f"task.train={data}",
+        f"models.base={model}",
+        "backend.device=cpu",
+        f"generate.chunk_size={chunk}",
         *[f"generate.{r}.n=2" for r in ("generator", "verifier", "refiner")],
         *[f"generate.{r}.max_new_tokens={tokens}" for r in ("generator", "verifier", "refiner")],
     ]
@@ -41,7 +46,11 @@ def test_writes_one_valid_shard_per_chunk_with_config_and_manifest(toy_task, toy
     backend = FakeBackend()
     summary = generate.run(cfg, backend=backend, progress=False)
     out = tmp_path / "run" / "generate"
-    assert sorted(_shards(tmp_path / "run")) == ["trees-00000.jsonl", "trees-00001.jsonl", "trees-00002.jsonl"]
+    assert sorted(_shards(tmp_path / "run")) == [
+        "trees-00000.jsonl",
+        "trees-00001.jsonl",
+        "trees-00002.jsonl",
+    ]
     trees = list(read_trees(out))
     assert len(trees) == 8 and len({t.problem.id for t in trees}) == 8
     for t in trees:
@@ -72,14 +81,24 @@ def test_resume_regenerates_only_missing_shards_identically(toy_task, toy_data, 
 
 
 def test_a_changed_config_is_refused_unless_restarting(toy_task, toy_data, tmp_path):
-    generate.run(load_config(None, _overrides(tmp_path / "run", toy_data)), backend=FakeBackend(),
-                 progress=False)
-    changed = load_config(None, _overrides(tmp_path / "run", toy_data) + ["generate.verifier.temperature=0.9"])
-    with pytest.raises(MaltError, match=r"config.yaml: .*generate\.verifier\.temperature.*--restart"):
+    generate.run(
+        load_config(None, _overrides(tmp_path / "run", toy_data)),
+        backend=FakeBackend(),
+        progress=False,
+    )
+    changed = load_config(
+        None, _overrides(tmp_path / "run", toy_data) + ["generate.verifier.temperature=0.9"]
+    )
+    with pytest.raises(
+        MaltError, match=r"config.yaml: .*generate\.verifier\.temperature.*--restart"
+    ):
         generate.run(changed, backend=FakeBackend(), progress=False)
     # Settings that do not change the samples (batch size) resume fine.
-    generate.run(load_config(None, _overrides(tmp_path / "run", toy_data) + ["backend.batch_size=3"]),
-                 backend=FakeBackend(), progress=False)
+    generate.run(
+        load_config(None, _overrides(tmp_path / "run", toy_data) + ["backend.batch_size=3"]),
+        backend=FakeBackend(),
+        progress=False,
+    )
     summary = generate.run(changed, restart=True, backend=FakeBackend(), progress=False)
     assert summary["trees"] == 8 and summary["generated_now"]["generations"] == 112
     saved = yaml.safe_load((tmp_path / "run" / "generate" / "config.yaml").read_text())
@@ -95,20 +114,32 @@ def test_missing_training_data_is_a_malt_error(toy_task, tmp_path):
 # Runs the real CLI with the toy task registered (only the stage under test is listed).
 LAUNCHER = (
     "import sys; from malt import cli, tasks; tasks.TASKS['toy'] = 'toy_task'; "
-    "cli.COMMANDS = {'generate': cli.COMMANDS['generate']}; raise SystemExit(cli.main(sys.argv[1:]))"
+    "cli.COMMANDS = {'generate': cli.COMMANDS['generate']}; "
+    "raise SystemExit(cli.main(sys.argv[1:]))"
 )
 
 
 def _spawn(overrides) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS_DIR)]), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", LAUNCHER, "generate", "--no-progress", *overrides],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS_DIR)]),
+        "OMP_NUM_THREADS": "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, "generate", "--no-progress", *overrides],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _kill_when(proc: subprocess.Popen, ready, timeout=60.0) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
-        assert proc.poll() is None, f"finished before the kill point: {proc.communicate()[1][-2000:]}"
+        assert proc.poll() is None, (
+            f"finished before the kill point: {proc.communicate()[1][-2000:]}"
+        )
         assert time.monotonic() < deadline, "kill point never reached"
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
@@ -144,7 +175,9 @@ def test_sigkill_at_several_points_then_resume_equals_an_uninterrupted_run(
 @pytest.mark.slow
 def test_cli_reports_a_changed_config_in_one_sentence(toy_task, toy_data, tmp_path):
     run = tmp_path / "run"
-    generate.run(load_config(None, _overrides(run, toy_data)), backend=FakeBackend(), progress=False)
+    generate.run(
+        load_config(None, _overrides(run, toy_data)), backend=FakeBackend(), progress=False
+    )
     proc = _spawn(_overrides(run, toy_data) + ["seed=6"])
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 2

@@ -29,11 +29,13 @@ def build_backend(
 ) -> Backend:
     """The backend named by `cfg.name`, serving `models[role]` for each role."""
     if cfg.name not in BACKENDS:
-        raise MaltError(f"backend.name: unknown backend {cfg.name!r} (known: {', '.join(BACKENDS)})")
+        known = ", ".join(BACKENDS)
+        raise MaltError(f"backend.name: unknown backend {cfg.name!r} (known: {known})")
     module = importlib.import_module(BACKENDS[cfg.name])
     return module.create(cfg, dict(models), trust_remote_code=trust_remote_code, revision=revision)
 
 
 __all__ = [
-    "BACKENDS", "Backend", "Completion", "ModelSpec", "SamplingParams", "build_backend", "derive_seed",
+    "BACKENDS", "Backend", "Completion", "ModelSpec", "SamplingParams", "build_backend",
+    "derive_seed",
 ]

@@ -114,7 +114,9 @@ class HFBackend:
             if adapters:
                 model = _attach_adapters(model, adapters)
             for role, spec in specs.items():
-                self.routes[role] = _Route(model, tok, role if spec.adapter else None, bool(adapters))
+                self.routes[role] = _Route(
+                    model, tok, role if spec.adapter else None, bool(adapters)
+                )
 
     def generate(
         self,
@@ -142,7 +144,11 @@ class HFBackend:
         return results
 
     def _generate_batch(
-        self, route: _Route, prompt_ids: list[list[int]], row_seeds: list[int], params: SamplingParams
+        self,
+        route: _Route,
+        prompt_ids: list[list[int]],
+        row_seeds: list[int],
+        params: SamplingParams,
     ) -> list[Completion]:
         """`params.n` rows per prompt; the shared prompt is prefilled once for its n rows."""
         import torch
@@ -157,16 +163,24 @@ class HFBackend:
         width = input_ids.shape[1]
         procs = sampling_processors(row_seeds, width, params.temperature, params.top_p, self.device)
         gen_cfg = GenerationConfig(
-            max_new_tokens=params.max_new_tokens, do_sample=False, num_beams=1,
-            eos_token_id=eos_ids, pad_token_id=pad_id,
+            max_new_tokens=params.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=eos_ids,
+            pad_token_id=pad_id,
         )
         with torch.inference_mode():
             extra = {}
             if self.share_prefill and n > 1 and min(len(p) for p in prompt_ids) > 1:
-                extra["past_key_values"] = self._shared_prefix_cache(route.model, prompt_ids, pad_id, n)
+                extra["past_key_values"] = self._shared_prefix_cache(
+                    route.model, prompt_ids, pad_id, n
+                )
             out = route.model.generate(
-                input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-                generation_config=gen_cfg, logits_processor=LogitsProcessorList(procs), **extra,
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                generation_config=gen_cfg,
+                logits_processor=LogitsProcessorList(procs),
+                **extra,
             )
         return [to_completion(tok, row, eos_ids) for row in out[:, width:].tolist()]
 
@@ -181,8 +195,13 @@ class HFBackend:
         ids, mask = left_pad([p[:-1] for p in prompt_ids], pad_id)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=model.config)
-        model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-              position_ids=positions.to(self.device), past_key_values=cache, use_cache=True)
+        model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=positions.to(self.device),
+            past_key_values=cache,
+            use_cache=True,
+        )
         cache.batch_repeat_interleave(n)
         return cache
 
@@ -250,7 +269,9 @@ def to_completion(tokenizer, new_ids: list[int], eos_ids: Sequence[int]) -> Comp
     """Cut generated ids at the first EOS; count tokens including that EOS."""
     stop = next((k for k, t in enumerate(new_ids) if t in eos_ids), None)
     if stop is None:
-        return Completion(tokenizer.decode(new_ids, skip_special_tokens=True), len(new_ids), "length")
+        return Completion(
+            tokenizer.decode(new_ids, skip_special_tokens=True), len(new_ids), "length"
+        )
     text = tokenizer.decode(new_ids[:stop], skip_special_tokens=True)
     return Completion(text, stop + 1, "stop")
 

@@ -49,12 +49,16 @@ class OpenAIBackend:
         try:
             import openai  # noqa: F401
         except ImportError:
-            raise MaltError("backend.name: openai needs the openai package (pip install 'malt[openai]')") from None
+            raise MaltError(
+                "backend.name: openai needs the openai package (pip install 'malt[openai]')"
+            ) from None
         self.cfg = cfg
         self.base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
         key = os.environ.get(cfg.api_key_env)
         if not key and self.base_url is None:
-            raise MaltError(f"backend.api_key_env: the environment variable {cfg.api_key_env} is not set")
+            raise MaltError(
+                f"backend.api_key_env: the environment variable {cfg.api_key_env} is not set"
+            )
         # Local servers usually accept any key; the client insists on a non-empty one.
         self._api_key = key or "EMPTY"
         self.models = {role: spec.adapter or spec.model for role, spec in models.items()}
@@ -81,11 +85,17 @@ class OpenAIBackend:
         from openai import AsyncOpenAI
 
         sem = asyncio.Semaphore(self.cfg.max_concurrency)
-        client = AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
-                             max_retries=self.cfg.max_retries, timeout=self.cfg.timeout_s)
+        client = AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=self._api_key,
+            max_retries=self.cfg.max_retries,
+            timeout=self.cfg.timeout_s,
+        )
         async with client:
-            jobs = [asyncio.ensure_future(self._prompt(client, sem, model, m, params, s))
-                    for m, s in zip(prompts, seeds)]
+            jobs = [
+                asyncio.ensure_future(self._prompt(client, sem, model, m, params, s))
+                for m, s in zip(prompts, seeds, strict=True)
+            ]
             try:
                 return await asyncio.gather(*jobs)
             except BaseException:
@@ -102,8 +112,10 @@ class OpenAIBackend:
         else:
             got = (await self._request(client, sem, model, messages, params, n, seed, 0))[:n]
             self.server_n = len(got) >= n
-        rest = [self._request(client, sem, model, messages, params, 1, seed, j)
-                for j in range(len(got), n)]
+        rest = [
+            self._request(client, sem, model, messages, params, 1, seed, j)
+            for j in range(len(got), n)
+        ]
         for more in await asyncio.gather(*rest):
             got.extend(more[:1])
         return got
@@ -113,8 +125,11 @@ class OpenAIBackend:
         import openai
 
         kwargs: dict[str, Any] = {
-            "model": model, "messages": messages, "temperature": params.temperature,
-            "top_p": params.top_p, "max_tokens": params.max_new_tokens,
+            "model": model,
+            "messages": messages,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_new_tokens,
             "seed": derive_seed(seed, j) % _SEED_RANGE,
         }
         if n > 1:
@@ -133,15 +148,23 @@ class OpenAIBackend:
                 except openai.APIStatusError as e:
                     retried = e.status_code in (408, 409, 429) or e.status_code >= 500
                     after = f" after {self.cfg.max_retries} retries" if retried else ""
-                    raise MaltError(f"{self.where}: the server answered HTTP {e.status_code} for model "
-                                    f"{model!r} ({_short(e)}){after}") from None
+                    raise MaltError(
+                        f"{self.where}: the server answered HTTP {e.status_code} for model "
+                        f"{model!r} ({_short(e)}){after}"
+                    ) from None
                 except openai.APITimeoutError:
-                    raise MaltError(f"{self.where}: no answer within backend.timeout_s="
-                                    f"{self.cfg.timeout_s}s, {attempts} times") from None
+                    raise MaltError(
+                        f"{self.where}: no answer within backend.timeout_s="
+                        f"{self.cfg.timeout_s}s, {attempts} times"
+                    ) from None
                 except openai.APIConnectionError as e:
-                    raise MaltError(f"{self.where}: could not reach the server ({_short(e)}) after "
-                                    f"{self.cfg.max_retries} retries") from None
-        raise MaltError(f"{self.where}: {attempts} replies in a row were not valid chat completions")
+                    raise MaltError(
+                        f"{self.where}: could not reach the server ({_short(e)}) after "
+                        f"{self.cfg.max_retries} retries"
+                    ) from None
+        raise MaltError(
+            f"{self.where}: {attempts} replies in a row were not valid chat completions"
+        )
 
     def close(self) -> None:
         """Nothing to free: each call opens and closes its own client."""
@@ -163,7 +186,7 @@ def to_completions(reply: Any) -> list[Completion]:
     counts = split_tokens(total, texts)
     return [
         Completion(text, count, "length" if choice.finish_reason == "length" else "stop")
-        for choice, text, count in zip(choices, texts, counts)
+        for choice, text, count in zip(choices, texts, counts, strict=True)
     ]
 
 

@@ -32,7 +32,9 @@ def _import_vllm():
         import vllm
         from vllm.lora.request import LoRARequest
     except ImportError:
-        raise MaltError("backend.name: vllm is not installed (pip install 'malt[vllm]' on a CUDA machine)") from None
+        raise MaltError(
+            "backend.name: vllm is not installed (pip install 'malt[vllm]' on a CUDA machine)"
+        ) from None
     return vllm, LoRARequest
 
 
@@ -58,7 +60,9 @@ class VLLMBackend:
         lora_id = 0
         for base, specs in by_base.items():
             adapters = {r: s.adapter for r, s in specs.items() if s.adapter}
-            self.engines[base] = self._engine(cfg, base, share, len(adapters), trust_remote_code, revision)
+            self.engines[base] = self._engine(
+                cfg, base, share, len(adapters), trust_remote_code, revision
+            )
             for role in specs:
                 request = None
                 if role in adapters:
@@ -68,9 +72,13 @@ class VLLMBackend:
 
     def _engine(self, cfg, base, memory, n_adapters, trust_remote_code, revision):
         kwargs: dict[str, Any] = {
-            "model": base, "tensor_parallel_size": cfg.tensor_parallel_size,
-            "gpu_memory_utilization": memory, "dtype": cfg.dtype, "enable_prefix_caching": True,
-            "trust_remote_code": trust_remote_code, "revision": revision,
+            "model": base,
+            "tensor_parallel_size": cfg.tensor_parallel_size,
+            "gpu_memory_utilization": memory,
+            "dtype": cfg.dtype,
+            "enable_prefix_caching": True,
+            "trust_remote_code": trust_remote_code,
+            "revision": revision,
         }
         if n_adapters:
             kwargs.update(enable_lora=True, max_lora_rank=cfg.max_lora_rank, max_loras=n_adapters)
@@ -99,8 +107,11 @@ class VLLMBackend:
 
     def _params(self, params: SamplingParams, seed: int):
         return self._vllm.SamplingParams(
-            n=params.n, temperature=params.temperature, top_p=params.top_p,
-            max_tokens=params.max_new_tokens, seed=derive_seed(seed, 0) % _SEED_RANGE,
+            n=params.n,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_new_tokens,
+            seed=derive_seed(seed, 0) % _SEED_RANGE,
         )
 
     def close(self) -> None:

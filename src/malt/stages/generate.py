@@ -23,7 +23,7 @@ from malt.backends.base import Backend, ModelSpec, SamplingParams
 from malt.config import RunConfig, save_config, to_dict
 from malt.errors import MaltError
 from malt.io import manifest, read_trees, sha256_file, write_json, write_trees
-from malt.records import REFINER, ROLES, Problem, Tree
+from malt.records import REFINER, ROLES, Problem
 from malt.sampling import SampleStats, sample_trees
 from malt.tasks import get_task
 from malt.tasks.base import Task
@@ -35,8 +35,11 @@ FINGERPRINT_KEYS = ("seed", "task", "models", "generate", "backend.name", "backe
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """CLI flags of `malt generate` (besides --config and overrides)."""
-    parser.add_argument("--restart", action="store_true",
-                        help="delete this run's trees and start over (needed when the config changed)")
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="delete this run's trees and start over (needed when the config changed)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -75,8 +78,13 @@ def run(
 
 
 def _generate_chunks(
-    cfg: RunConfig, task: Task, backend: Backend, chunks: list[list[Problem]],
-    pending: list[int], out: Path, progress: bool,
+    cfg: RunConfig,
+    task: Task,
+    backend: Backend,
+    chunks: list[list[Problem]],
+    pending: list[int],
+    out: Path,
+    progress: bool,
 ) -> SampleStats:
     """Sample and write each pending chunk, with a progress bar of questions and tokens/s."""
     from tqdm.auto import tqdm
@@ -86,7 +94,9 @@ def _generate_chunks(
     done = total - sum(len(chunks[i]) for i in pending)
     stats = SampleStats()
     t0 = time.perf_counter()
-    with tqdm(total=total, initial=done, unit="q", desc="generate", disable=not progress or None) as bar:
+    with tqdm(
+        total=total, initial=done, unit="q", desc="generate", disable=not progress or None
+    ) as bar:
 
         def on_level(role: str, generations: int, tokens: int) -> None:
             stats.generations[role] += generations
@@ -106,8 +116,9 @@ def sampling_params(cfg: RunConfig) -> dict[str, SamplingParams]:
     out = {}
     for role in ROLES:
         s = cfg.generate.role(role)
-        out[role] = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p,
-                                   max_new_tokens=s.max_new_tokens)
+        out[role] = SamplingParams(
+            n=s.n, temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens
+        )
     return out
 
 
@@ -116,8 +127,12 @@ def build_run_backend(cfg: RunConfig) -> Backend:
     from malt.backends import build_backend
 
     models = {role: ModelSpec(cfg.models.for_role(role)) for role in ROLES}
-    return build_backend(cfg.backend, models, trust_remote_code=cfg.models.trust_remote_code,
-                         revision=cfg.models.revision)
+    return build_backend(
+        cfg.backend,
+        models,
+        trust_remote_code=cfg.models.trust_remote_code,
+        revision=cfg.models.revision,
+    )
 
 
 def load_problems(task: Task, cfg: RunConfig) -> tuple[str, list[Problem]]:
@@ -179,7 +194,9 @@ def prepare_dir(out: Path, cfg: RunConfig, restart: bool) -> None:
         try:
             saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
-            raise MaltError(f"{saved_path}: not valid YAML ({e}); pass --restart to start over") from None
+            raise MaltError(
+                f"{saved_path}: not valid YAML ({e}); pass --restart to start over"
+            ) from None
         diff = first_difference(fingerprint(saved), fingerprint(to_dict(cfg)))
         if diff is not None:
             raise MaltError(
@@ -207,7 +224,9 @@ def shard_done(path: Path, chunk: Sequence[Problem]) -> bool:
     return True
 
 
-def summarize(task: Task, out: Path, shards: int, stats: SampleStats, wall_s: float) -> dict[str, Any]:
+def summarize(
+    task: Task, out: Path, shards: int, stats: SampleStats, wall_s: float
+) -> dict[str, Any]:
     """Totals over every shard on disk, plus what this invocation generated and its wall time."""
     trees = leaves = reward_sum = tokens = 0
     for tree in read_trees(out):
@@ -223,7 +242,10 @@ def summarize(task: Task, out: Path, shards: int, stats: SampleStats, wall_s: fl
         "leaves": leaves,
         "mean_leaf_reward": reward_sum / leaves if leaves else None,
         "tokens": tokens,
-        "generated_now": {"generations": sum(stats.generations.values()), "tokens": stats.total_tokens},
+        "generated_now": {
+            "generations": sum(stats.generations.values()),
+            "tokens": stats.total_tokens,
+        },
         "wall_s": round(wall_s, 3),
         "tokens_per_s_now": round(stats.total_tokens / wall_s, 1) if wall_s > 0 else None,
     }
@@ -233,18 +255,23 @@ def run_manifest(
     cfg: RunConfig, source: str, questions: int, status: str, summary: dict | None = None
 ) -> dict[str, Any]:
     """Provenance: versions, git commit, models (with cheap hashes), dataset hash, seeds."""
-    return manifest({
-        "stage": STAGE,
-        "status": status,
-        "seed": cfg.seed,
-        "seed_scheme": "prompt seed = derive_seed(seed, parent_id, role); sample j = derive_seed(prompt seed, j)",
-        "backend": cfg.backend.name,
-        "models": {role: describe_model(cfg.models.for_role(role)) for role in ROLES},
-        "dataset": describe_file(source),
-        "questions": questions,
-        "chunk_size": cfg.generate.chunk_size,
-        "summary": summary,
-    })
+    return manifest(
+        {
+            "stage": STAGE,
+            "status": status,
+            "seed": cfg.seed,
+            "seed_scheme": (
+                "prompt seed = derive_seed(seed, parent_id, role); "
+                "sample j = derive_seed(prompt seed, j)"
+            ),
+            "backend": cfg.backend.name,
+            "models": {role: describe_model(cfg.models.for_role(role)) for role in ROLES},
+            "dataset": describe_file(source),
+            "questions": questions,
+            "chunk_size": cfg.generate.chunk_size,
+            "summary": summary,
+        }
+    )
 
 
 def describe_model(model: str) -> dict[str, Any]:
