@@ -59,6 +59,7 @@ class BackendConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
     batch_size: int = 64  # sequences per forward pass (hf)
+    kv_cache: str = "static"  # hf: static (preallocated, written in place) | dynamic (grows)
     # vllm
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85
@@ -192,6 +193,7 @@ class RunConfig:
 # Allowed values for string fields; checked after parsing.
 CHOICES: dict[str, tuple[str, ...]] = {
     "backend.name": ("hf", "vllm", "openai"),
+    "backend.kv_cache": ("static", "dynamic"),
     "credit.pooling": ("global", "local"),
     "data.format": ("jsonl", "parquet"),
     "train.report_to": ("none", "tensorboard", "wandb"),

@@ -55,13 +55,15 @@ def test_samples_are_reproducible_and_independent_of_batch_composition(backend, 
 
 
 def test_shared_prefill_gives_the_same_samples_as_plain_batches(backend):
-    shared = backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6])
-    backend.share_prefill = False
+    shared = backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6])  # static KV cache
     try:
+        backend.kv_cache = "dynamic"
+        dynamic = backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6])
+        backend.share_prefill = False
         plain = backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6])
     finally:
-        backend.share_prefill = True
-    assert _texts(shared) == _texts(plain)
+        backend.share_prefill, backend.kv_cache = True, "static"
+    assert _texts(shared) == _texts(dynamic) == _texts(plain)
 
 
 def test_seeds_and_sample_index_change_the_sample(backend):
