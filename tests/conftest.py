@@ -1,20 +1,71 @@
-"""Shared test fixtures: one torch thread, a tiny local model, and a toy task."""
+"""Shared fixtures: toy tasks, hand-built trees, a tiny local model, the public datasets."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
+from malt.records import GENERATOR, REFINER, VERIFIER, Branching, Node, Problem, Tree, child_id
+from malt.tasks.base import RolePrompts, Task
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS_DIR = REPO / "tests"
+if str(TESTS_DIR) not in sys.path:  # helper modules beside this file (toy_task.py)
+    sys.path.insert(0, str(TESTS_DIR))
+
 # The machine's cores are shared; tests run torch single-threaded.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-TESTS_DIR = Path(__file__).resolve().parent
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
+
+def shared_data() -> Path:
+    """The public datasets: $MALT_SHARED_DATA, else ../shared/data beside the repo."""
+    return Path(os.environ.get("MALT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _toy_row(row: dict, where: str) -> Problem:
+    return Problem(id=row["id"], question=row["q"], answer=row["a"], task="toy")
+
+
+def _toy_extract(text: str) -> str | None:
+    found = re.findall(r"ANSWER:\s*(\S+)", text)
+    return found[-1] if found else None
+
+
+TOY = Task(
+    name="toy",
+    parse_row=_toy_row,
+    extract_fn=_toy_extract,
+    equivalent_fn=lambda a, b: a.strip() == b.strip(),
+    prompts=RolePrompts("Solve.", "Critique.", "Refine."),
+)
+
+
+@pytest.fixture
+def toy_task() -> Task:
+    return TOY
+
+
+def make_tree(rewards: list[list[list[int]]], pid: str = "toy-1", gold: str = "7") -> Tree:
+    """A tree whose leaf (g, v, r) is correct iff rewards[g][v][r] == 1."""
+    problem = Problem(id=pid, question="q?", answer=gold, task="toy")
+    nodes = []
+    for g, vs in enumerate(rewards):
+        gid = child_id(pid, GENERATOR, g)
+        nodes.append(Node(gid, GENERATOR, None, TOY.messages(GENERATOR, problem), f"g{g} ANSWER: 0"))
+        for v, rs in enumerate(vs):
+            vid = child_id(gid, VERIFIER, v)
+            nodes.append(Node(vid, VERIFIER, gid, TOY.messages(VERIFIER, problem, "x"), f"crit {v}"))
+            for r, ok in enumerate(rs):
+                text = f"fixed ANSWER: {gold if ok else '0'}"
+                nodes.append(Node(child_id(vid, REFINER, r), REFINER, vid,
+                                  TOY.messages(REFINER, problem, "x", "y"), text))
+    b = Branching(len(rewards), len(rewards[0]), len(rewards[0][0]))
+    return Tree(problem=problem, branching=b, nodes=nodes)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,8 +86,8 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def toy_task(monkeypatch):
-    """Register the `toy` task (tests/toy_task.py) under the name "toy"."""
+def gen_task(monkeypatch) -> Task:
+    """The arithmetic task of tests/toy_task.py, registered as task "toy" (for configs)."""
     from malt import tasks
 
     monkeypatch.setitem(tasks.TASKS, "toy", "toy_task")
@@ -45,16 +96,10 @@ def toy_task(monkeypatch):
 
 @pytest.fixture
 def toy_data(tmp_path) -> Path:
-    """A JSONL file of eight toy questions."""
+    """A JSONL file of the eight questions of tests/toy_task.py."""
     from toy_task import QUESTIONS
 
     path = tmp_path / "toy.jsonl"
-    path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in QUESTIONS))
+    rows = [json.dumps({"question": q, "answer": a}) + "\n" for q, a in QUESTIONS]
+    path.write_text("".join(rows))
     return path
-
-
-def shared_data() -> Path | None:
-    """The public datasets folder (env MALT_SHARED_DATA, else <repo>/../shared/data)."""
-    root = os.environ.get("MALT_SHARED_DATA")
-    path = Path(root) if root else TESTS_DIR.parent.parent / "shared" / "data"
-    return path if path.is_dir() else None

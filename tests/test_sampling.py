@@ -29,9 +29,9 @@ def _problems(task, k=3):
     ]
 
 
-def test_trees_have_the_right_shape_ids_and_prompts(toy_task):
+def test_trees_have_the_right_shape_ids_and_prompts(gen_task):
     backend = FakeBackend()
-    trees, stats = sample_trees(toy_task, _problems(toy_task), backend, _sampling(), run_seed=7)
+    trees, stats = sample_trees(gen_task, _problems(gen_task), backend, _sampling(), run_seed=7)
     assert [t.problem.id for t in trees] == ["toy-0", "toy-1", "toy-2"]
     tree = trees[1]
     check_shape(tree)  # raises on any id, parent or count mismatch
@@ -52,18 +52,18 @@ def test_trees_have_the_right_shape_ids_and_prompts(toy_task):
     assert stats.total_tokens == 5 * 60
 
 
-def test_one_backend_call_per_level_with_all_prompts_of_the_chunk(toy_task):
+def test_one_backend_call_per_level_with_all_prompts_of_the_chunk(gen_task):
     backend = FakeBackend()
-    sample_trees(toy_task, _problems(toy_task, 4), backend, _sampling(3, 3, 3), run_seed=0)
+    sample_trees(gen_task, _problems(gen_task, 4), backend, _sampling(3, 3, 3), run_seed=0)
     assert backend.calls == [(GENERATOR, 4), (VERIFIER, 12), (REFINER, 36)]
 
 
-def test_samples_do_not_depend_on_chunking(toy_task):
-    problems = _problems(toy_task, 3)
-    whole, _ = sample_trees(toy_task, problems, FakeBackend(), _sampling(), run_seed=3)
-    part, _ = sample_trees(toy_task, problems[1:], FakeBackend(), _sampling(), run_seed=3)
+def test_samples_do_not_depend_on_chunking(gen_task):
+    problems = _problems(gen_task, 3)
+    whole, _ = sample_trees(gen_task, problems, FakeBackend(), _sampling(), run_seed=3)
+    part, _ = sample_trees(gen_task, problems[1:], FakeBackend(), _sampling(), run_seed=3)
     assert [t.to_dict() for t in whole[1:]] == [t.to_dict() for t in part]
-    other, _ = sample_trees(toy_task, problems, FakeBackend(), _sampling(), run_seed=4)
+    other, _ = sample_trees(gen_task, problems, FakeBackend(), _sampling(), run_seed=4)
     assert other[0].nodes[0].completion != whole[0].nodes[0].completion
 
 
@@ -82,15 +82,15 @@ class _ShortBackend(FakeBackend):
         return [o[:-1] for o in out] if role == VERIFIER else out
 
 
-def test_a_backend_returning_too_few_completions_is_a_clear_error(toy_task):
+def test_a_backend_returning_too_few_completions_is_a_clear_error(gen_task):
     with pytest.raises(MaltError, match="1 verifier completions for prompt 0, expected 2"):
-        sample_trees(toy_task, _problems(toy_task, 1), _ShortBackend(), _sampling(1, 2, 1), 0)
+        sample_trees(gen_task, _problems(gen_task, 1), _ShortBackend(), _sampling(1, 2, 1), 0)
 
 
-def test_duplicate_problem_ids_in_a_chunk_are_refused(toy_task):
-    p = _problems(toy_task, 1)
+def test_duplicate_problem_ids_in_a_chunk_are_refused(gen_task):
+    p = _problems(gen_task, 1)
     with pytest.raises(MaltError, match="same problem id twice"):
-        sample_trees(toy_task, p + p, FakeBackend(), _sampling(), 0)
+        sample_trees(gen_task, p + p, FakeBackend(), _sampling(), 0)
 
 
 REAL_TASKS = {
@@ -103,7 +103,7 @@ REAL_TASKS = {
 @pytest.mark.parametrize("name", sorted(REAL_TASKS))
 def test_real_task_prompts_make_valid_trees(name):
     data = shared_data()
-    if data is None:
+    if not data.is_dir():
         pytest.skip("public datasets not found (set MALT_SHARED_DATA)")
     from malt.tasks import get_task
 

@@ -49,11 +49,11 @@ def _sampling(n=2, max_new_tokens=16):
     return {r: SamplingParams(n=n, max_new_tokens=max_new_tokens) for r in ROLES}
 
 
-def test_every_node_is_produced_despite_injected_faults(toy_task):
+def test_every_node_is_produced_despite_injected_faults(gen_task):
     faults = ["429", "500", "timeout", "drop", "badjson", "empty", "429", "500"]
     with FaultServer(faults=faults) as server:
         backend = _backend(server.url, max_concurrency=2)
-        trees, stats = sample_trees(toy_task, _problems(), backend, _sampling(), run_seed=1)
+        trees, stats = sample_trees(gen_task, _problems(), backend, _sampling(), run_seed=1)
     for tree in trees:
         check_shape(tree)
         assert all("seed=" in n.completion for n in tree.nodes)
@@ -64,7 +64,7 @@ def test_every_node_is_produced_despite_injected_faults(toy_task):
     assert all(body["n"] == 2 and body["max_tokens"] == 16 for what, body in server.log)
 
 
-def test_a_server_that_ignores_n_gets_fanned_out_requests(toy_task):
+def test_a_server_that_ignores_n_gets_fanned_out_requests(gen_task):
     with FaultServer(honour_n=False) as server:
         backend = _backend(server.url)
         out = backend.generate(
@@ -124,7 +124,7 @@ def test_a_missing_key_for_the_hosted_api_is_a_clear_error(monkeypatch):
 
 
 def test_generate_stage_keeps_finished_shards_when_the_server_gives_up(
-    toy_task, toy_data, tmp_path
+    gen_task, toy_data, tmp_path
 ):
     from malt.stages import generate
 
@@ -224,7 +224,7 @@ def served_model(tiny_model, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_transformers_serve_produces_every_node(toy_task, served_model):
+def test_transformers_serve_produces_every_node(gen_task, served_model):
     url, model = served_model
     cfg = BackendConfig(
         name="openai",
@@ -235,7 +235,7 @@ def test_transformers_serve_produces_every_node(toy_task, served_model):
         max_concurrency=4,
     )
     backend = build_backend(cfg, {r: ModelSpec(model) for r in ROLES})
-    trees, stats = sample_trees(toy_task, _problems(2), backend, _sampling(2, 6), run_seed=0)
+    trees, stats = sample_trees(gen_task, _problems(2), backend, _sampling(2, 6), run_seed=0)
     for tree in trees:
         check_shape(tree)
     nodes = [n for t in trees for n in t.nodes]

@@ -41,7 +41,7 @@ def _shards(run_dir: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((run_dir / "generate").glob("trees-*.jsonl"))}
 
 
-def test_writes_one_valid_shard_per_chunk_with_config_and_manifest(toy_task, toy_data, tmp_path):
+def test_writes_one_valid_shard_per_chunk_with_config_and_manifest(gen_task, toy_data, tmp_path):
     cfg = load_config(None, _overrides(tmp_path / "run", toy_data, chunk=3))
     backend = FakeBackend()
     summary = generate.run(cfg, backend=backend, progress=False)
@@ -64,7 +64,7 @@ def test_writes_one_valid_shard_per_chunk_with_config_and_manifest(toy_task, toy
     assert yaml.safe_load((out / "config.yaml").read_text())["generate"]["chunk_size"] == 3
 
 
-def test_resume_regenerates_only_missing_shards_identically(toy_task, toy_data, tmp_path):
+def test_resume_regenerates_only_missing_shards_identically(gen_task, toy_data, tmp_path):
     cfg = load_config(None, _overrides(tmp_path / "run", toy_data))
     generate.run(cfg, backend=FakeBackend(), progress=False)
     before = _shards(tmp_path / "run")
@@ -80,7 +80,7 @@ def test_resume_regenerates_only_missing_shards_identically(toy_task, toy_data, 
     assert backend.calls == []
 
 
-def test_a_changed_config_is_refused_unless_restarting(toy_task, toy_data, tmp_path):
+def test_a_changed_config_is_refused_unless_restarting(gen_task, toy_data, tmp_path):
     generate.run(
         load_config(None, _overrides(tmp_path / "run", toy_data)),
         backend=FakeBackend(),
@@ -105,7 +105,7 @@ def test_a_changed_config_is_refused_unless_restarting(toy_task, toy_data, tmp_p
     assert saved["generate"]["verifier"]["temperature"] == 0.9
 
 
-def test_missing_training_data_is_a_malt_error(toy_task, tmp_path):
+def test_missing_training_data_is_a_malt_error(gen_task, tmp_path):
     cfg = load_config(None, _overrides(tmp_path / "run", tmp_path / "none.jsonl"))
     with pytest.raises(MaltError, match="none.jsonl"):
         generate.run(cfg, backend=FakeBackend(), progress=False)
@@ -148,7 +148,7 @@ def _kill_when(proc: subprocess.Popen, ready, timeout=60.0) -> None:
 
 @pytest.mark.slow
 def test_sigkill_at_several_points_then_resume_equals_an_uninterrupted_run(
-    toy_task, toy_data, tiny_model, tmp_path
+    gen_task, toy_data, tiny_model, tmp_path
 ):
     reference = load_config(None, _overrides(tmp_path / "ref", toy_data, tiny_model))
     generate.run(reference, progress=False)
@@ -173,7 +173,7 @@ def test_sigkill_at_several_points_then_resume_equals_an_uninterrupted_run(
 
 
 @pytest.mark.slow
-def test_cli_reports_a_changed_config_in_one_sentence(toy_task, toy_data, tmp_path):
+def test_cli_reports_a_changed_config_in_one_sentence(gen_task, toy_data, tmp_path):
     run = tmp_path / "run"
     generate.run(
         load_config(None, _overrides(run, toy_data)), backend=FakeBackend(), progress=False
