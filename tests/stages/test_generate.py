@@ -80,6 +80,25 @@ def test_resume_regenerates_only_missing_shards_identically(gen_task, toy_data, 
     assert backend.calls == []
 
 
+def test_a_larger_limit_extends_a_finished_run(gen_task, toy_data, tmp_path):
+    base = _overrides(tmp_path / "run", toy_data)
+    generate.run(
+        load_config(None, base + ["task.limit_train=5"]), backend=FakeBackend(), progress=False
+    )
+    first = _shards(tmp_path / "run")
+    assert len(first) == 3  # 2 + 2 + 1 questions
+    backend = FakeBackend()
+    summary = generate.run(
+        load_config(None, base + ["task.limit_train=8"]), backend=backend, progress=False
+    )
+    assert [n for role, n in backend.calls if role == "generator"] == [2, 2]  # chunks 2 and 3
+    after = _shards(tmp_path / "run")
+    assert {k: after[k] for k in ("trees-00000.jsonl", "trees-00001.jsonl")} == {
+        k: first[k] for k in ("trees-00000.jsonl", "trees-00001.jsonl")
+    }
+    assert summary["trees"] == 8
+
+
 def test_a_changed_config_is_refused_unless_restarting(gen_task, toy_data, tmp_path):
     generate.run(
         load_config(None, _overrides(tmp_path / "run", toy_data)),
@@ -111,10 +130,9 @@ def test_missing_training_data_is_a_malt_error(gen_task, tmp_path):
         generate.run(cfg, backend=FakeBackend(), progress=False)
 
 
-# Runs the real CLI with the toy task registered (only the stage under test is listed).
+# Runs the real CLI (`malt generate ...`) with the toy task registered.
 LAUNCHER = (
     "import sys; from malt import cli, tasks; tasks.TASKS['toy'] = 'toy_task'; "
-    "cli.COMMANDS = {'generate': cli.COMMANDS['generate']}; "
     "raise SystemExit(cli.main(sys.argv[1:]))"
 )
 

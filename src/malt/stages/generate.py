@@ -30,7 +30,20 @@ from malt.tasks.base import Task
 
 STAGE = "generate"
 # Settings that change what is sampled; any difference from the saved config is refused.
-FINGERPRINT_KEYS = ("seed", "task", "models", "generate", "backend.name", "backend.dtype")
+# task.limit_train is not among them: a larger limit extends a finished run.
+FINGERPRINT_KEYS = (
+    "seed",
+    "task.name",
+    "task.train",
+    "task.test",
+    "task.train_split",
+    "task.test_split",
+    "task.hub_config",
+    "models",
+    "generate",
+    "backend.name",
+    "backend.dtype",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -212,11 +225,17 @@ def prepare_dir(out: Path, cfg: RunConfig, restart: bool) -> None:
 
 
 def shard_done(path: Path, chunk: Sequence[Problem]) -> bool:
-    """Whether `path` already holds the trees of exactly this chunk (shards are atomic)."""
+    """Whether `path` already holds the trees of exactly this chunk (shards are atomic).
+
+    A shard holding only the first questions of its chunk (the last chunk of a run whose
+    `task.limit_train` has since grown) is regenerated."""
     if not path.is_file():
         return False
     ids = [t.problem.id for t in read_trees(path)]
-    if ids != [p.id for p in chunk]:
+    want = [p.id for p in chunk]
+    if len(ids) < len(want) and ids == want[: len(ids)]:
+        return False
+    if ids != want:
         raise MaltError(
             f"{path}: holds other questions than this chunk of the dataset now gives (did the "
             f"data file change?); pass --restart to start over"
