@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -59,8 +60,11 @@ def test_writes_one_valid_shard_per_chunk_with_config_and_manifest(gen_task, toy
     assert summary["trees"] == 8 and summary["leaves"] == 64 and summary["tokens"] == 8 * 14 * 5
     assert summary["generated_now"] == {"generations": 112, "tokens": 560}
     assert 0 <= summary["mean_leaf_reward"] <= 1
-    manifest = (out / "manifest.json").read_text()
-    assert '"status": "complete"' in manifest and "sha256" in manifest and '"seed": 5' in manifest
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["seed"] == 5
+    assert manifest["dataset"]["sha256"] and manifest["versions"]["torch"]
+    assert manifest["shards"]["trees-00002.jsonl"]["trees"] == 2
+    assert manifest["summary"]["leaves"] == 64
     assert yaml.safe_load((out / "config.yaml").read_text())["generate"]["chunk_size"] == 3
 
 

@@ -12,8 +12,9 @@ refused unless `restart=True` (`--restart`), which deletes the old shards first.
 from __future__ import annotations
 
 import argparse
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from malt.backends.base import Backend, ModelSpec, SamplingParams
 from malt.config import RunConfig, save_config, to_dict
 from malt.errors import MaltError
 from malt.io import manifest, read_trees, sha256_file, write_json, write_trees
-from malt.records import REFINER, ROLES, Problem
+from malt.records import REFINER, ROLES, Problem, Tree
 from malt.sampling import SampleStats, sample_trees
 from malt.tasks import get_task
 from malt.tasks.base import Task
@@ -73,20 +74,36 @@ def run(
     task = get_task(cfg.task.name)
     source, problems = load_problems(task, cfg)
     prepare_dir(out, cfg, restart)
+    # Per-shard totals (trees, leaves, reward, tokens) live in the manifest, updated after each
+    # shard, so a resumed run's summary need not re-grade every finished tree.
+    shard_stats = load_shard_stats(out / "manifest.json")
     chunks = chunked(problems, cfg.generate.chunk_size)
     pending = [i for i, chunk in enumerate(chunks) if not shard_done(shard_path(out, i), chunk)]
-    write_json(out / "manifest.json", run_manifest(cfg, source, len(problems), status="running"))
+
+    def save(status: str, summary: dict | None = None) -> None:
+        info = run_manifest(cfg, source, len(problems), status, summary)
+        write_json(out / "manifest.json", {**info, "shards": shard_stats})
+
+    def on_shard(index: int, trees: list[Tree]) -> None:
+        shard_stats[shard_path(out, index).name] = tree_stats(task, trees)
+        save("running")
+
+    save("running")
     stats = SampleStats()
     if pending:
         own_backend = backend is None
         backend = backend or build_run_backend(cfg)
         try:
-            stats = _generate_chunks(cfg, task, backend, chunks, pending, out, progress)
+            stats = _generate_chunks(cfg, task, backend, chunks, pending, out, progress, on_shard)
         finally:
             if own_backend:
                 backend.close()
-    summary = summarize(task, out, len(chunks), stats, time.perf_counter() - start)
-    write_json(out / "manifest.json", run_manifest(cfg, source, len(problems), "complete", summary))
+    names = [shard_path(out, i).name for i in range(len(chunks))]
+    for name in names:
+        if name not in shard_stats:  # finished before this manifest kept per-shard totals
+            shard_stats[name] = tree_stats(task, list(read_trees(out / name)))
+    summary = summarize(out, [shard_stats[n] for n in names], stats, time.perf_counter() - start)
+    save("complete", summary)
     return summary
 
 
@@ -98,6 +115,7 @@ def _generate_chunks(
     pending: list[int],
     out: Path,
     progress: bool,
+    on_shard: Callable[[int, list[Tree]], None],
 ) -> SampleStats:
     """Sample and write each pending chunk, with a progress bar of questions and tokens/s."""
     from tqdm.auto import tqdm
@@ -120,6 +138,7 @@ def _generate_chunks(
         for i in pending:
             trees, _ = sample_trees(task, chunks[i], backend, sampling, cfg.seed, on_level)
             write_trees(shard_path(out, i), trees)
+            on_shard(i, trees)
             bar.update(len(chunks[i]))
     return stats
 
@@ -243,24 +262,41 @@ def shard_done(path: Path, chunk: Sequence[Problem]) -> bool:
     return True
 
 
+def tree_stats(task: Task, trees: Sequence[Tree]) -> dict[str, int]:
+    """Totals of one shard: trees, leaves, correct leaves (graded here), generated tokens."""
+    leaves = [(leaf, t.problem) for t in trees for leaf in t.by_role(REFINER)]
+    return {
+        "trees": len(trees),
+        "leaves": len(leaves),
+        "correct_leaves": sum(task.reward(leaf.completion, p) for leaf, p in leaves),
+        "tokens": sum(n.num_tokens or 0 for t in trees for n in t.nodes),
+    }
+
+
+def load_shard_stats(path: Path) -> dict[str, dict[str, int]]:
+    """Per-shard totals saved in a previous manifest ({} when there is none)."""
+    if not path.is_file():
+        return {}
+    try:
+        shards = json.loads(path.read_text(encoding="utf-8")).get("shards")
+    except (json.JSONDecodeError, AttributeError):
+        return {}
+    return dict(shards) if isinstance(shards, dict) else {}
+
+
 def summarize(
-    task: Task, out: Path, shards: int, stats: SampleStats, wall_s: float
+    out: Path, shards: list[dict[str, int]], stats: SampleStats, wall_s: float
 ) -> dict[str, Any]:
-    """Totals over every shard on disk, plus what this invocation generated and its wall time."""
-    trees = leaves = reward_sum = tokens = 0
-    for tree in read_trees(out):
-        trees += 1
-        tokens += sum(n.num_tokens or 0 for n in tree.nodes)
-        for leaf in tree.by_role(REFINER):
-            leaves += 1
-            reward_sum += task.reward(leaf.completion, tree.problem)
+    """Totals over every shard of the run, plus what this invocation generated and its time."""
+    total = {k: sum(s[k] for s in shards) for k in ("trees", "leaves", "correct_leaves", "tokens")}
+    leaves = total["leaves"]
     return {
         "run_dir": str(out),
-        "shards": shards,
-        "trees": trees,
+        "shards": len(shards),
+        "trees": total["trees"],
         "leaves": leaves,
-        "mean_leaf_reward": reward_sum / leaves if leaves else None,
-        "tokens": tokens,
+        "mean_leaf_reward": round(total["correct_leaves"] / leaves, 4) if leaves else None,
+        "tokens": total["tokens"],
         "generated_now": {
             "generations": sum(stats.generations.values()),
             "tokens": stats.total_tokens,
