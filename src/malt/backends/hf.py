@@ -4,10 +4,11 @@ Each distinct base model is loaded once (safetensors only). Roles that name a Lo
 on a shared base get it as a named PEFT adapter, switched per call without reloading the
 base; a role without an adapter on a PEFT-wrapped base runs with adapters disabled.
 
-A call sorts prompts by length (less padding) and runs `generate` on whole prompts,
-`max(1, backend.batch_size // n)` prompts x `n` rows at a time, with left padding and the
-KV cache, stopping at EOS. The `n` rows of a prompt share its prefill: the prompt's KV cache
-is computed once and repeated (prefill dominates when prompts are longer than answers).
+A call sorts prompts by length (less padding) and runs `generate` on whole prompts, at most
+`max(1, backend.batch_size // n)` prompts x `n` rows at a time (batches balanced in size),
+with left padding and the KV cache, stopping at EOS. The `n` rows of a prompt share its
+prefill: the prompt's KV cache is computed once and repeated (prefill dominates when prompts
+are longer than answers), into a preallocated static cache by default.
 Sampling is seeded per row (see `hf_sampling`), so a prompt's samples do not depend on the
 other prompts in the call or on the batch size.
 """
@@ -133,11 +134,9 @@ class HFBackend:
         ids = [encode_chat(route.tokenizer, m) for m in prompts]
         # Longest first: less padding per batch, and an out-of-memory shows up at once.
         order = sorted(range(len(prompts)), key=lambda i: -len(ids[i]))
-        per_batch = max(1, self.batch_size // params.n)  # whole prompts: their n rows stay together
         results: list[list[Completion]] = [[] for _ in prompts]
         with _adapter_active(route):
-            for start in range(0, len(order), per_batch):
-                batch = order[start : start + per_batch]
+            for batch in balanced_batches(order, max(1, self.batch_size // params.n)):
                 row_seeds = [derive_seed(seeds[i], j) for i in batch for j in range(params.n)]
                 outs = self._generate_batch(route, [ids[i] for i in batch], row_seeds, params)
                 for k, i in enumerate(batch):
@@ -237,6 +236,18 @@ def _adapter_active(route: _Route):
     else:
         with route.model.disable_adapter():
             yield
+
+
+def balanced_batches(items: Sequence[int], limit: int) -> list[list[int]]:
+    """Consecutive batches of at most `limit` items, as equal in size as possible (no small
+    trailing batch, which would decode at a fraction of the batched speed).
+
+    >>> [len(b) for b in balanced_batches(list(range(48)), 21)]
+    [16, 16, 16]
+    """
+    count = -(-len(items) // limit)
+    size = -(-len(items) // count) if count else 0
+    return [list(items[i : i + size]) for i in range(0, len(items), size)] if size else []
 
 
 def encode_chat(tokenizer, messages: Messages) -> list[int]:
