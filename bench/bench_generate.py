@@ -59,10 +59,40 @@ def problems(k: int) -> list[Problem]:
     return out
 
 
+class _Profile:
+    """Wall time in the shared prefill and in `generate`, and decode slots used vs computed."""
+
+    def __init__(self, backend: HFBackend):
+        self.prefill_s = self.generate_s = 0.0
+        self.slots = 0  # rows x decode steps actually run (finished rows keep their slot)
+        self._prefill, backend._prefill = backend._prefill, self._timed_prefill
+        self._backend, self._model = backend, backend.routes["generator"].model
+        self._generate, self._model.generate = self._model.generate, self._timed_generate
+
+    def remove(self) -> None:
+        """Put the original methods back."""
+        del self._backend._prefill, self._model.generate
+
+    def _timed_prefill(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = self._prefill(*args, **kwargs)
+        self.prefill_s += time.perf_counter() - start
+        return out
+
+    def _timed_generate(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = self._generate(*args, **kwargs)
+        self.generate_s += time.perf_counter() - start
+        self.slots += out.shape[0] * (out.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+
+
 def bench_sampler(backend: HFBackend, qs: list[Problem], sampling: dict) -> dict:
+    profile = _Profile(backend)
     start = time.perf_counter()
     trees, stats = sample_trees(TASK, qs, backend, sampling, run_seed=0)
     wall = time.perf_counter() - start
+    profile.remove()
     prompt_lens = [
         len(encode_chat(backend.routes[n.role].tokenizer, n.prompt)) for t in trees for n in t.nodes
     ]
@@ -74,6 +104,14 @@ def bench_sampler(backend: HFBackend, qs: list[Problem], sampling: dict) -> dict
         "tokens_per_s": round(stats.total_tokens / wall, 1),
         "mean_prompt_tokens": round(sum(prompt_lens) / len(prompt_lens), 1),
         "mean_new_tokens": round(stats.total_tokens / sum(stats.generations.values()), 1),
+        "profile": {
+            "shared_prefill_s": round(profile.prefill_s, 3),
+            "generate_s": round(profile.generate_s, 3),
+            "other_s": round(wall - profile.prefill_s - profile.generate_s, 3),
+            "decode_slots": profile.slots,
+            "decode_slots_per_s": round(profile.slots / profile.generate_s, 1),
+            "slot_use": round(stats.total_tokens / profile.slots, 3),
+        },
         "_trees": trees,
     }
 
