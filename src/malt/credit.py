@@ -10,8 +10,6 @@ value exceeds the threshold (strictly).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from malt.records import GENERATOR, REFINER, VERIFIER, Node, Tree
 from malt.tasks.base import Task
 
@@ -21,26 +19,26 @@ POOLINGS = ("global", "local")
 def grade_tree(tree: Tree, task: Task) -> Tree:
     """Extract answers from G and R nodes and reward them 0/1 against the gold answer.
 
+    Fills the nodes in place (a forest is labelled tree by tree, so copies would only cost
+    time) and returns the same tree.
     Verifier critiques carry no answer of their own: their reward stays None.
     Equivalence checks are cached per answer string, since siblings often agree.
     """
     gold = tree.problem.answer
     verdicts: dict[str, bool] = {}
-    nodes: list[Node] = []
     for n in tree.nodes:
         if n.role == VERIFIER:
-            nodes.append(replace(n, answer=None, reward=None))
+            n.answer, n.reward = None, None
             continue
         pred = task.extract_answer(n.completion)
         if pred is not None and pred not in verdicts:
             verdicts[pred] = task.is_equivalent(pred, gold)
-        reward = int(pred is not None and verdicts[pred])
-        nodes.append(replace(n, answer=pred, reward=reward))
-    return replace(tree, nodes=nodes)
+        n.answer, n.reward = pred, int(pred is not None and verdicts[pred])
+    return tree
 
 
 def assign_values(tree: Tree, pooling: str = "global", threshold: float = 0.5) -> Tree:
-    """Fill `value` and `label` on every node of a graded tree (leaves need `reward`)."""
+    """Fill `value` and `label` in place on every node of a graded tree; returns it."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     children: dict[str, list[Node]] = {}
@@ -65,8 +63,9 @@ def assign_values(tree: Tree, pooling: str = "global", threshold: float = 0.5) -
                 value = sum(values[k.id] for k in kids) / len(kids)
         values[n.id] = value
         labels[n.id] = value > threshold
-    nodes = [replace(n, value=values[n.id], label=labels[n.id]) for n in tree.nodes]
-    return replace(tree, nodes=nodes)
+    for n in tree.nodes:
+        n.value, n.label = values[n.id], labels[n.id]
+    return tree
 
 
 def label_tree(tree: Tree, task: Task, pooling: str = "global", threshold: float = 0.5) -> Tree:
