@@ -86,15 +86,11 @@ def test_resume_regenerates_only_missing_shards_identically(gen_task, toy_data, 
 
 def test_a_larger_limit_extends_a_finished_run(gen_task, toy_data, tmp_path):
     base = _overrides(tmp_path / "run", toy_data)
-    generate.run(
-        load_config(None, base + ["task.limit_train=5"]), backend=FakeBackend(), progress=False
-    )
+    generate.run(load_config(None, base + ["task.limit_train=5"]), backend=FakeBackend(), progress=False)
     first = _shards(tmp_path / "run")
     assert len(first) == 3  # 2 + 2 + 1 questions
     backend = FakeBackend()
-    summary = generate.run(
-        load_config(None, base + ["task.limit_train=8"]), backend=backend, progress=False
-    )
+    summary = generate.run(load_config(None, base + ["task.limit_train=8"]), backend=backend, progress=False)
     assert [n for role, n in backend.calls if role == "generator"] == [2, 2]  # chunks 2 and 3
     after = _shards(tmp_path / "run")
     assert {k: after[k] for k in ("trees-00000.jsonl", "trees-00001.jsonl")} == {
@@ -112,9 +108,7 @@ def test_a_changed_config_is_refused_unless_restarting(gen_task, toy_data, tmp_p
     changed = load_config(
         None, _overrides(tmp_path / "run", toy_data) + ["generate.verifier.temperature=0.9"]
     )
-    with pytest.raises(
-        MaltError, match=r"config.yaml: .*generate\.verifier\.temperature.*--restart"
-    ):
+    with pytest.raises(MaltError, match=r"config.yaml: .*generate\.verifier\.temperature.*--restart"):
         generate.run(changed, backend=FakeBackend(), progress=False)
     # Settings that do not change the samples (batch size) resume fine.
     generate.run(
@@ -159,9 +153,7 @@ def _spawn(overrides) -> subprocess.Popen:
 def _kill_when(proc: subprocess.Popen, ready, timeout=60.0) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
-        assert proc.poll() is None, (
-            f"finished before the kill point: {proc.communicate()[1][-2000:]}"
-        )
+        assert proc.poll() is None, f"finished before the kill point: {proc.communicate()[1][-2000:]}"
         assert time.monotonic() < deadline, "kill point never reached"
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
@@ -197,11 +189,61 @@ def test_sigkill_at_several_points_then_resume_equals_an_uninterrupted_run(
 @pytest.mark.slow
 def test_cli_reports_a_changed_config_in_one_sentence(gen_task, toy_data, tmp_path):
     run = tmp_path / "run"
-    generate.run(
-        load_config(None, _overrides(run, toy_data)), backend=FakeBackend(), progress=False
-    )
+    generate.run(load_config(None, _overrides(run, toy_data)), backend=FakeBackend(), progress=False)
     proc = _spawn(_overrides(run, toy_data) + ["seed=6"])
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert stderr.strip().startswith("malt generate: error:") and "different seed" in stderr
     assert "--restart" in stderr and "Traceback" not in stderr
+
+
+REAL_TASKS = {
+    "gsm8k": "gsm8k/train.jsonl",
+    "math": "math/train.jsonl",
+    "csqa": "commonsenseqa/train_rand_split.jsonl",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(REAL_TASKS))
+def test_real_task_trees_with_the_hf_backend_on_a_tiny_model(name, tiny_model, tmp_path):
+    from conftest import shared_data
+    from malt.tasks import get_task
+
+    data = shared_data()
+    if not data.is_dir():
+        pytest.skip("public datasets not found (set MALT_SHARED_DATA)")
+    cfg = load_config(
+        None,
+        [
+            f"run_dir={tmp_path / 'run'}",
+            f"task.name={name}",
+            f"task.train={data / REAL_TASKS[name]}",
+            "task.limit_train=2",
+            f"models.base={tiny_model}",
+            "backend.device=cpu",
+            *[f"generate.{r}.n=2" for r in ("generator", "verifier", "refiner")],
+            *[f"generate.{r}.max_new_tokens=6" for r in ("generator", "verifier", "refiner")],
+        ],
+    )
+    summary = generate.run(cfg, progress=False)
+    task = get_task(name)
+    trees = list(read_trees(tmp_path / "run" / "generate"))
+    assert summary["trees"] == 2 and summary["leaves"] == 16 and len(trees) == 2
+    for tree in trees:
+        check_shape(tree)
+        for node in tree.nodes:
+            assert node.num_tokens is not None and 1 <= node.num_tokens <= 6
+            assert node.finish_reason in ("stop", "length")
+            want = task.extract_answer(node.completion) if node.role != "verifier" else None
+            assert node.answer == want
+        g = tree.by_role("generator")[0]
+        assert g.prompt == task.messages("generator", tree.problem)
+        r = tree.nodes[-1]
+        v = next(n for n in tree.nodes if n.id == r.parent_id)
+        assert r.prompt == task.messages(
+            "refiner",
+            tree.problem,
+            generator=next(n for n in tree.nodes if n.id == v.parent_id).completion,
+            critique=v.completion,
+        )
