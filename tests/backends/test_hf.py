@@ -47,9 +47,7 @@ def test_samples_are_reproducible_and_independent_of_batch_composition(backend, 
     alone = backend.generate("generator", PROMPTS[1:2], PARAMS, [22])
     assert _texts(alone) == _texts(together)[1:2]
     one_row_batches = _backend(tiny_model, batch_size=1)
-    assert _texts(one_row_batches.generate("generator", PROMPTS, PARAMS, [11, 22, 33])) == _texts(
-        together
-    )
+    assert _texts(one_row_batches.generate("generator", PROMPTS, PARAMS, [11, 22, 33])) == _texts(together)
     reordered = backend.generate("generator", PROMPTS[::-1], PARAMS, [33, 22, 11])
     assert _texts(reordered) == _texts(together)[::-1]
 
@@ -59,11 +57,13 @@ def test_shared_prefill_gives_the_same_samples_as_plain_batches(backend):
     try:
         backend.kv_cache = "dynamic"
         dynamic = backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6])
+        backend.kv_cache, backend.segment_tokens = "static", 3  # drop finished rows often
+        segmented = backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6])
         backend.share_prefill = False
         plain = backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6])
     finally:
-        backend.share_prefill, backend.kv_cache = True, "static"
-    assert _texts(shared) == _texts(dynamic) == _texts(plain)
+        backend.share_prefill, backend.kv_cache, backend.segment_tokens = True, "static", 32
+    assert _texts(shared) == _texts(dynamic) == _texts(segmented) == _texts(plain)
 
 
 def test_seeds_and_sample_index_change_the_sample(backend):
@@ -99,9 +99,7 @@ def test_per_role_lora_adapters_share_one_base(tiny_model, tmp_path, backend):
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
-    lora = LoraConfig(
-        r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False
-    )
+    lora = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     get_peft_model(base, lora).save_pretrained(tmp_path / "adapter")
     with_adapter = _backend(tiny_model, adapters={"generator": str(tmp_path / "adapter")})
     routes = with_adapter.routes
@@ -133,9 +131,7 @@ def test_left_pad_and_completion_cutting(backend):
 def test_gumbel_noise_samples_the_softmax():
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
     rows = 20000
-    procs = sampling_processors(
-        list(range(rows)), prompt_len=4, temperature=1.0, top_p=1.0, device="cpu"
-    )
+    procs = sampling_processors(list(range(rows)), prompt_len=4, temperature=1.0, top_p=1.0, device="cpu")
     scores = torch.log(probs).repeat(rows, 1)
     for proc in procs:
         scores = proc(torch.zeros((rows, 7), dtype=torch.long), scores)

@@ -65,9 +65,7 @@ def _load_base(spec_model: str, device: str, dtype, trust_remote_code: bool, rev
     kwargs = {"trust_remote_code": trust_remote_code, "revision": revision}
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec_model, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(
-            spec_model, dtype=dtype, use_safetensors=True, **kwargs
-        )
+        model = AutoModelForCausalLM.from_pretrained(spec_model, dtype=dtype, use_safetensors=True, **kwargs)
     except (OSError, ValueError) as e:
         raise MaltError(f"{spec_model}: could not load the model or tokenizer ({e})") from None
     if tokenizer.chat_template is None:
@@ -104,6 +102,7 @@ class HFBackend:
         self.batch_size = cfg.batch_size
         self.kv_cache = cfg.kv_cache
         self.share_prefill = True  # prefill each prompt once for its n rows (see _prefill)
+        self.segment_tokens = 32  # decode steps between dropping finished rows (see _decode)
         self.device = resolve_device(cfg.device)
         dtype = resolve_dtype(cfg.dtype, self.device)
         self.routes: dict[str, _Route] = {}
@@ -116,9 +115,7 @@ class HFBackend:
             if adapters:
                 model = _attach_adapters(model, adapters)
             for role, spec in specs.items():
-                self.routes[role] = _Route(
-                    model, tok, role if spec.adapter else None, bool(adapters)
-                )
+                self.routes[role] = _Route(model, tok, role if spec.adapter else None, bool(adapters))
 
     def generate(
         self,
@@ -152,38 +149,76 @@ class HFBackend:
     ) -> list[Completion]:
         """`params.n` rows per prompt; the shared prompt is prefilled once for its n rows."""
         import torch
-        from transformers import GenerationConfig, LogitsProcessorList
-
-        from malt.backends.hf_sampling import sampling_processors
 
         tok, n = route.tokenizer, params.n
         eos_ids = eos_token_ids(route.model, tok)
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
         input_ids, attention = left_pad([p for p in prompt_ids for _ in range(n)], pad_id)
         width = input_ids.shape[1]
-        procs = sampling_processors(row_seeds, width, params.temperature, params.top_p, self.device)
-        gen_cfg = GenerationConfig(
-            max_new_tokens=params.max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            eos_token_id=eos_ids,
-            pad_token_id=pad_id,
-        )
+        cache = None
         with torch.inference_mode():
-            extra = {}
             if self.share_prefill and min(len(p) for p in prompt_ids) > 1:
                 max_len = width + params.max_new_tokens
-                extra["past_key_values"] = self._prefill(
-                    route.model, prompt_ids, pad_id, n, max_len
-                )
-            out = route.model.generate(
-                input_ids=input_ids.to(self.device),
-                attention_mask=attention.to(self.device),
-                generation_config=gen_cfg,
+                cache = self._prefill(route.model, prompt_ids, pad_id, n, max_len)
+            ids, mask = input_ids.to(self.device), attention.to(self.device)
+            new = self._decode(route.model, ids, mask, cache, row_seeds, params, eos_ids, pad_id)
+        return [to_completion(tok, row, eos_ids) for row in new]
+
+    def _decode(self, model, ids, mask, cache, seeds, params, eos_ids, pad_id) -> list[list[int]]:
+        """New token ids per row. Decodes `segment_tokens` steps at a time and drops rows that
+        reached EOS between segments, so finished rows stop costing compute (`generate`
+        alone keeps every row until the longest one ends)."""
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        from malt.backends.hf_sampling import sampling_processors
+
+        width, max_len = ids.shape[1], ids.shape[1] + params.max_new_tokens
+        rows, new = list(range(len(seeds))), [[] for _ in seeds]
+        left = params.max_new_tokens
+        while True:
+            steps = left if cache is None else min(left, self.segment_tokens)
+            row_seeds = [seeds[r] for r in rows]
+            procs = sampling_processors(row_seeds, width, params.temperature, params.top_p, ids.device)
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                generation_config=GenerationConfig(
+                    max_new_tokens=steps,
+                    do_sample=False,
+                    num_beams=1,
+                    eos_token_id=eos_ids,
+                    pad_token_id=pad_id,
+                ),
                 logits_processor=LogitsProcessorList(procs),
-                **extra,
+                **({} if cache is None else {"past_key_values": cache}),
             )
-        return [to_completion(tok, row, eos_ids) for row in out[:, width:].tolist()]
+            gen = out[:, ids.shape[1] :]
+            alive = []
+            for k, tokens in enumerate(gen.tolist()):
+                new[rows[k]].extend(tokens)
+                if not any(t in eos_ids for t in tokens):
+                    alive.append(k)
+            left -= gen.shape[1]
+            if cache is None or not alive or left <= 0:
+                return new
+            keep = torch.tensor(alive, device=ids.device)
+            ids, mask = out[keep], torch.cat([mask[keep], torch.ones_like(gen[keep])], dim=1)
+            cache = self._select_rows(model, cache, keep, max_len)
+            rows = [rows[k] for k in alive]
+
+    def _select_rows(self, model, cache, keep, max_len: int):
+        """The cache of the rows in `keep` only (a fresh static cache, or the dynamic one cut)."""
+        from transformers import StaticCache
+
+        if self.kv_cache == "dynamic":
+            cache.batch_select_indices(keep)
+            return cache
+        length = int(cache.get_seq_length())
+        static = StaticCache(config=model.config, max_cache_len=max_len)
+        for i, layer in enumerate(cache.layers):
+            static.update(layer.keys[keep, :, :length], layer.values[keep, :, :length], i)
+        return static
 
     def _prefill(self, model, prompt_ids: list[list[int]], pad_id: int, n: int, max_len: int):
         """KV cache of every prompt but its last token, computed once and repeated n times.
@@ -291,9 +326,7 @@ def to_completion(tokenizer, new_ids: list[int], eos_ids: Sequence[int]) -> Comp
     """Cut generated ids at the first EOS; count tokens including that EOS."""
     stop = next((k for k, t in enumerate(new_ids) if t in eos_ids), None)
     if stop is None:
-        return Completion(
-            tokenizer.decode(new_ids, skip_special_tokens=True), len(new_ids), "length"
-        )
+        return Completion(tokenizer.decode(new_ids, skip_special_tokens=True), len(new_ids), "length")
     text = tokenizer.decode(new_ids[:stop], skip_special_tokens=True)
     return Completion(text, stop + 1, "stop")
 
