@@ -33,6 +33,9 @@ class TaskConfig:
     limit_train: int | None = None  # first N training questions (None: all)
 
 
+EMBEDDED = "embedded"  # model name meaning the tiny base shipped with malt
+
+
 @dataclass
 class ModelsConfig:
     """Model per role: a local folder or a Hub id; `base` fills any role left empty."""
@@ -48,6 +51,10 @@ class ModelsConfig:
         model = getattr(self, role) or self.base
         if not model:
             raise MaltError(f"models.{role}: no model given (set models.base or models.{role})")
+        if model == EMBEDDED:
+            from malt.embedded import base_model_path
+
+            return str(base_model_path())
         return model
 
 
