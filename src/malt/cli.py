@@ -17,6 +17,7 @@ from malt.errors import MaltError
 # subcommand -> (stage module, one-line help). Each module defines
 # `add_arguments(parser)` and `main(cfg, args) -> dict` (the summary printed at the end).
 COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("malt.stages.generate", "sample G -> V -> R trees for the training questions"),
     "label": ("malt.stages.label", "grade tree leaves, assign values and labels, write role datasets"),
     "train": ("malt.stages.train", "per-role LoRA SFT then DPO (TRL + PEFT) on the role datasets"),
     "eval": ("malt.stages.eval", "run the paper's settings on the test split with majority vote"),

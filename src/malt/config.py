@@ -33,6 +33,9 @@ class TaskConfig:
     limit_train: int | None = None  # first N training questions (None: all)
 
 
+EMBEDDED = "embedded"  # model name meaning the tiny base shipped with malt
+
+
 @dataclass
 class ModelsConfig:
     """Model per role: a local folder or a Hub id; `base` fills any role left empty."""
@@ -48,6 +51,10 @@ class ModelsConfig:
         model = getattr(self, role) or self.base
         if not model:
             raise MaltError(f"models.{role}: no model given (set models.base or models.{role})")
+        if model == EMBEDDED:
+            from malt.embedded import base_model_path
+
+            return str(base_model_path())
         return model
 
 
@@ -59,6 +66,7 @@ class BackendConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
     batch_size: int = 64  # sequences per forward pass (hf)
+    kv_cache: str = "static"  # hf: static (preallocated, written in place) | dynamic (grows)
     # vllm
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85
@@ -219,6 +227,7 @@ class RunConfig:
 # Allowed values for string fields; checked after parsing.
 CHOICES: dict[str, tuple[str, ...]] = {
     "backend.name": ("hf", "vllm", "openai"),
+    "backend.kv_cache": ("static", "dynamic"),
     "credit.pooling": ("global", "local"),
     "data.format": ("jsonl", "parquet"),
     "train.report_to": ("none", "tensorboard", "wandb"),

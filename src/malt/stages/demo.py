@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from malt.config import RunConfig, save_config
+from malt.config import EMBEDDED, RunConfig, save_config
 from malt.io import write_json
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -85,7 +85,7 @@ def _resolve_base(cfg: RunConfig) -> None:
     """Point every role without its own model at the embedded base (built once if needed)."""
     from malt.embedded import base_model_path
 
-    if cfg.models.base in (None, "embedded"):
+    if cfg.models.base in (None, EMBEDDED):
         cfg.models.base = str(base_model_path())
 
 
