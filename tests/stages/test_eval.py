@@ -245,3 +245,15 @@ def test_moved_test_file_with_the_same_bytes_resumes(tmp_path):
     moved.write_text(moved.read_text().replace("What is 0+1?", "What is 0+2?"))
     with pytest.raises(MaltError, match="test_sha256"):
         eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+
+
+def test_training_sources_are_listed_once(tmp_path):
+    cfg = make_run(tmp_path, methods=["sa"], seeds="[0]")
+    train = tmp_path / "train.jsonl"
+    write_jsonl(train, toy_rows(3, start=50))
+    generate_record(cfg, train)
+    (Path(cfg.run_dir) / "generate" / "manifest.json").write_text(
+        json.dumps({"dataset": {"path": str(train), "sha256": sha256_file(train)}}))
+    res = eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    assert res["leakage"]["training_sources"] == [str(train)]
+    assert res["leakage"]["overlap"]["overlap"] == 0

@@ -71,7 +71,7 @@ def generated_sources(gen_config: dict[str, Any] | None, manifest: Any) -> list[
         if task.get(key):
             out.append(Source(str(task[key]), task.get(f"{key}_split", split)))
     # The manifest's layout belongs to the generate stage; read any hash it lists.
-    out += [Source("<generate manifest>", sha256=h) for h in _hashes(manifest)]
+    out += [Source(f"file with sha256 {h[:16]}…", sha256=h) for h in _hashes(manifest)]
     return out
 
 

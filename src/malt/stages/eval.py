@@ -123,13 +123,22 @@ def check_leakage(cfg: RunConfig, test: leakage.Source) -> dict[str, Any]:
     gen_dir = cfg.stage_dir("generate")
     gen_cfg = _read_yaml(gen_dir / "config.yaml")
     gen_manifest = _read_json(gen_dir / "manifest.json")
-    training = [_hashed(s) for s in leakage.generated_sources(gen_cfg, gen_manifest)]
+    training = _unique([_hashed(s) for s in leakage.generated_sources(gen_cfg, gen_manifest)])
     leakage.check_not_training_split(test, training, str(gen_dir))
     if cfg.task.train:
         own = _hashed(leakage.Source(cfg.task.train, cfg.task.train_split))
         leakage.check_not_training_split(test, [own], "task.train")
     return {"generate_record_found": gen_cfg is not None or gen_manifest is not None,
-            "training_sources": sorted({s.name for s in training})}
+            "training_sources": [s.name for s in training]}
+
+
+def _unique(sources: list[leakage.Source]) -> list[leakage.Source]:
+    """Drop sources that repeat an earlier one's content (config path and manifest hash)."""
+    out: list[leakage.Source] = []
+    for src in sources:
+        if not any(leakage.same_source(src, o) for o in out):
+            out.append(src)
+    return out
 
 
 def _hashed(src: leakage.Source) -> leakage.Source:
