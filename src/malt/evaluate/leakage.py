@@ -9,7 +9,6 @@ training trees, which catches the same question reached through a different file
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,6 @@ from typing import Any
 
 from malt.errors import MaltError
 from malt.records import Problem
-
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def normalise_question(text: str) -> str:
@@ -70,20 +67,12 @@ def generated_sources(gen_config: dict[str, Any] | None, manifest: Any) -> list[
         key = "test" if split == "test" else "train"
         if task.get(key):
             out.append(Source(str(task[key]), task.get(f"{key}_split", split)))
-    # The manifest's layout belongs to the generate stage; read any hash it lists.
-    out += [Source(f"file with sha256 {h[:16]}…", sha256=h) for h in _hashes(manifest)]
+    # The generate stage's manifest records the file it read as {"dataset": {"path", "sha256"}}.
+    dataset = manifest.get("dataset") if isinstance(manifest, dict) else None
+    if isinstance(dataset, dict) and isinstance(dataset.get("sha256"), str):
+        sha = dataset["sha256"]
+        out.append(Source(str(dataset.get("path") or f"file with sha256 {sha[:16]}"), sha256=sha))
     return out
-
-
-def _hashes(obj: Any) -> Iterable[str]:
-    if isinstance(obj, str) and _HEX64.match(obj):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _hashes(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _hashes(v)
 
 
 def check_not_training_split(test: Source, training: Sequence[Source], where: str) -> None:
