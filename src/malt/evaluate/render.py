@@ -82,11 +82,12 @@ def setup_markdown(results_list: Sequence[Results]) -> str:
         no_answer = {n: sum(v["no_answer"] for v in m["per_seed"].values())
                      for n, m in res["methods"].items()}
         worst = max(no_answer, key=no_answer.get)
+        unanswered = (f"most unanswered votes: {worst} ({no_answer[worst]} over all seeds)"
+                      if no_answer[worst] else "every vote had an answer")
         lines.append(
             f"- **{res['task']}**: `{res['test']}` ({res['test_split']}, {res['test_questions']} "
             f"questions); {'/'.join(map(str, per_seed))} questions per seed; seeds "
-            f"{', '.join(map(str, res['seeds']))}; {res['chains']} chains per vote; "
-            f"most unanswered votes: {worst} ({no_answer[worst]} over all seeds)"
+            f"{', '.join(map(str, res['seeds']))}; {res['chains']} chains per vote; {unanswered}"
         )
     return "\n".join(lines) + "\n"
 
@@ -226,7 +227,9 @@ def accuracy_figure(results_list: Sequence[Results]):
               for n in names]
     ax.set_xticks(range(len(names)), labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 110)
+    # Room above the tallest error bar for its label, without squashing low accuracies.
+    top = max(100 * (m["mean"] + m["std"]) for r in results_list for m in r["methods"].values())
+    ax.set_ylim(0, min(110.0, max(20.0, 1.2 * top + 5)))
     ax.set_title("Accuracy per method (mean over seeds; error bars: std)")
     if len(results_list) > 1:
         ax.legend(title="task")
