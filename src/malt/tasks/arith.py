@@ -1,0 +1,300 @@
+"""`arith`: seeded multi-step integer arithmetic, the embedded world's task.
+
+A problem is a 2-digit start value and a few `+d`/`-d` steps with 1-digit operands, written
+compactly (`47+8-3+5`) because the tiny model reads one character per token. Every running
+value stays within 10..99, and each (operator, operand) pair occurs once per problem, so
+"which step comes next" is never ambiguous. The split of a problem is a hash of its
+canonical text, so train and test can never share a question, whatever the seeds.
+
+Role formats (one step per line, so each check is a local computation):
+
+    G and R:  47+8=55          V:  47+8=55 ok
+              55-3=52              55-3=52 ok
+              52+5=57              52+5=57 not 58
+              Answer: 57           Verdict: wrong (step 3)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from malt.errors import MaltError
+from malt.records import Problem
+from malt.tasks.base import RolePrompts, Task, field_str
+
+NAME = "arith"
+LOW, HIGH = 10, 99  # every correct running value stays 2-digit
+TEST_PERCENT = 20  # share of the problem space assigned to the test split
+OK, NOT = "ok", "not"
+
+Step = tuple[str, int]  # ("+", 8)
+
+
+@dataclass(frozen=True)
+class Arith:
+    """One problem: a start value and its steps."""
+
+    start: int
+    steps: tuple[Step, ...]
+
+    @property
+    def question(self) -> str:
+        return str(self.start) + "".join(f"{op}{d}" for op, d in self.steps)
+
+    def values(self) -> list[int]:
+        """Running values after each step (the last is the answer)."""
+        out, v = [], self.start
+        for op, d in self.steps:
+            v = apply(v, op, d)
+            out.append(v)
+        return out
+
+    @property
+    def answer(self) -> int:
+        return self.values()[-1]
+
+
+def apply(value: int, op: str, operand: int) -> int:
+    """One step of arithmetic.
+
+    >>> apply(47, "+", 8), apply(55, "-", 3)
+    (55, 52)
+    """
+    return value + operand if op == "+" else value - operand
+
+
+_QUESTION = re.compile(r"^(\d+)((?:[+-]\d+)+)$")
+_STEP = re.compile(r"([+-])(\d+)")
+
+
+def parse_question(text: str) -> Arith | None:
+    """The problem a question text states, or None when it is not one.
+
+    >>> parse_question("47+8-3+5")
+    Arith(start=47, steps=(('+', 8), ('-', 3), ('+', 5)))
+    >>> parse_question("2*3") is None
+    True
+    """
+    m = _QUESTION.match(text.strip())
+    if not m:
+        return None
+    steps = tuple((op, int(d)) for op, d in _STEP.findall(m.group(2)))
+    return Arith(int(m.group(1)), steps)
+
+
+def split_of(question: str) -> str:
+    """`train` or `test`, decided by a hash of the canonical question text alone.
+
+    >>> [split_of(q) for q in ("47+8-3+5", "12+3+4")]
+    ['train', 'test']
+    """
+    digest = hashlib.sha256(f"arith-split:{question}".encode()).digest()
+    return "test" if int.from_bytes(digest[:8], "big") % 100 < TEST_PERCENT else "train"
+
+
+def sample_problem(rng: random.Random, min_steps: int = 2, max_steps: int = 4) -> Arith:
+    """A random problem whose running values stay in LOW..HIGH, no step repeated."""
+    start = rng.randint(LOW, HIGH)
+    steps: list[Step] = []
+    value = start
+    for _ in range(rng.randint(min_steps, max_steps)):
+        choices = [
+            (op, d) for op in "+-" for d in range(1, 10)
+            if (op, d) not in steps and LOW <= apply(value, op, d) <= HIGH
+        ]
+        op, d = rng.choice(choices)
+        steps.append((op, d))
+        value = apply(value, op, d)
+    return Arith(start, tuple(steps))
+
+
+def generate(
+    n: int, split: str = "train", seed: int = 0, min_steps: int = 2, max_steps: int = 4
+) -> list[Arith]:
+    """`n` distinct problems of `split`, deterministic in `seed`."""
+    if split not in ("train", "test"):
+        raise MaltError(f"arith split must be 'train' or 'test', got {split!r}")
+    rng = random.Random(f"arith:{split}:{seed}")
+    seen: set[str] = set()
+    out: list[Arith] = []
+    for _ in range(200 * n + 1000):
+        if len(out) == n:
+            return out
+        p = sample_problem(rng, min_steps, max_steps)
+        if p.question not in seen and split_of(p.question) == split:
+            seen.add(p.question)
+            out.append(p)
+    raise MaltError(f"arith: could not draw {n} distinct {split} problems (the space is too small)")
+
+
+def to_row(p: Arith) -> dict[str, Any]:
+    """The JSONL row of a problem (the format `TASK.load` reads)."""
+    return {"id": problem_id(p.question), "question": p.question, "answer": str(p.answer),
+            "steps": len(p.steps)}
+
+
+def write_split(path: str | Path, n: int, split: str = "train", seed: int = 0, **kw: int) -> int:
+    """Write `n` problems of `split` as JSONL; returns the row count."""
+    from malt.io import write_jsonl
+
+    return write_jsonl(path, (to_row(p) for p in generate(n, split, seed, **kw)))
+
+
+def problem_id(question: str) -> str:
+    """Stable id of a question.
+
+    >>> problem_id("47+8-3+5")
+    'arith-47+8-3+5'
+    """
+    return f"{NAME}-{question}"
+
+
+# ---- role formats ------------------------------------------------------------------------
+
+
+def step_line(value: int, op: str, operand: int, result: int) -> str:
+    """One solution line.
+
+    >>> step_line(47, "+", 8, 55)
+    '47+8=55'
+    """
+    return f"{value}{op}{operand}={result}"
+
+
+def render_solution(start: int, steps: tuple[Step, ...], results: list[int]) -> str:
+    """A G/R solution whose k-th line claims `results[k]` (chained from the claims)."""
+    lines, value = [], start
+    for (op, d), r in zip(steps, results, strict=True):
+        lines.append(step_line(value, op, d, r))
+        value = r
+    lines.append(f"Answer: {value}")
+    return "\n".join(lines)
+
+
+_LINE = re.compile(r"^(-?\d+)([+-])(\d+)=(-?\d+)")
+
+
+def parse_solution(text: str) -> list[tuple[int, str, int, int]]:
+    """The (value, op, operand, claimed result) steps in a solution or critique.
+
+    >>> parse_solution("47+8=55\\n55-3=53\\nAnswer: 53")
+    [(47, '+', 8, 55), (55, '-', 3, 53)]
+    """
+    out = []
+    for line in text.splitlines():
+        m = _LINE.match(line.strip())
+        if m:
+            out.append((int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))))
+    return out
+
+
+def critique_line(value: int, op: str, operand: int, claimed: int, checked: int) -> str:
+    """V's check of one step: its own result, then `ok` or `not <G's claim>`.
+
+    >>> critique_line(52, "+", 5, 58, 57)
+    '52+5=57 not 58'
+    """
+    mark = OK if checked == claimed else f"{NOT} {claimed}"
+    return f"{step_line(value, op, operand, checked)} {mark}"
+
+
+def render_critique(lines: list[str]) -> str:
+    """A full critique: the step checks, then a verdict naming the first flagged step."""
+    flagged = [i for i, line in enumerate(lines, start=1) if line.split(" ", 1)[-1] != OK]
+    verdict = f"Verdict: wrong (step {flagged[0]})" if flagged else "Verdict: correct"
+    return "\n".join([*lines, verdict])
+
+
+_VERDICT = re.compile(r"Verdict:\s*(correct|wrong)")
+
+
+def critique_flags(text: str) -> bool | None:
+    """True when a critique's verdict says the answer is wrong, None without a verdict.
+
+    >>> critique_flags("47+8=55 ok\\nVerdict: correct"), critique_flags("Verdict: wrong (step 2)")
+    (False, True)
+    >>> critique_flags("47+8=55 ok") is None
+    True
+    """
+    found = _VERDICT.findall(text)
+    return None if not found else found[-1] == "wrong"
+
+
+# ---- grading -----------------------------------------------------------------------------
+
+_ANSWER = re.compile(r"Answer:\s*(-?\d+)(?!\.?\d)")
+
+
+def extract_answer(text: str) -> str | None:
+    """The integer after the last `Answer:` marker, normalised; None when there is none.
+
+    >>> extract_answer("47+8=55\\nAnswer: 55")
+    '55'
+    >>> extract_answer("Answer: 007"), extract_answer("Answer: -4 (sure)")
+    ('7', '-4')
+    >>> extract_answer("Answer: 5\\nAnswer: 6")
+    '6'
+    >>> extract_answer("47+8=55") is None, extract_answer("Answer: x") is None
+    (True, True)
+    """
+    found = _ANSWER.findall(text)
+    return str(int(found[-1])) if found else None
+
+
+def is_equivalent(pred: str, gold: str) -> bool:
+    """Exact integer equality.
+
+    >>> is_equivalent("57", "057"), is_equivalent("57", "58"), is_equivalent("5.0", "5")
+    (True, False, False)
+    """
+    try:
+        return int(pred.strip()) == int(gold.strip())
+    except ValueError:
+        return False
+
+
+def parse_row(row: dict[str, Any], where: str) -> Problem:
+    """A Problem from an arith JSONL row; the answer must match the question."""
+    question = field_str(row, "question", where).strip()
+    answer = str(row.get("answer", "")).strip()
+    p = parse_question(question)
+    if p is None:
+        raise MaltError(f"{where}: field 'question' is not an arith problem: {question!r}")
+    if not re.fullmatch(r"-?\d+", answer):
+        raise MaltError(f"{where}: field 'answer' must be an integer, got {answer!r}")
+    if int(answer) != p.answer:
+        raise MaltError(f"{where}: field 'answer' is {answer} but {question} = {p.answer}")
+    pid = row.get("id") or problem_id(question)
+    return Problem(id=str(pid), question=question, answer=str(int(answer)), task=NAME,
+                   meta={"steps": len(p.steps), "split": split_of(question)})
+
+
+def iter_problems(problems: list[Arith]) -> Iterator[Problem]:
+    """Problems as malt records (for code that skips the JSONL file)."""
+    for p in problems:
+        yield parse_row(to_row(p), "arith")
+
+
+# Short on purpose: the model is character-level, every prompt character is a token.
+PROMPTS = RolePrompts(
+    generator_system="Solve.",
+    verifier_system="Check.",
+    refiner_system="Fix.",
+    generator_user="{question}",
+    verifier_user="Q: {question}\nA:\n{generator}",
+    refiner_user="Q: {question}\nA:\n{generator}\nC:\n{critique}",
+)
+
+TASK = Task(
+    name=NAME,
+    parse_row=parse_row,
+    extract_fn=extract_answer,
+    equivalent_fn=is_equivalent,
+    prompts=PROMPTS,
+)
