@@ -141,6 +141,7 @@ def test_role_messages_are_short_and_carry_the_inputs():
 )
 def test_bad_rows_name_file_line_and_field(tmp_path, row, field):
     path = tmp_path / "bad.jsonl"
-    path.write_text(json.dumps({"question": "10+1+2", "answer": "13"}) + "\n" + json.dumps(row) + "\n")
+    good = {"question": "10+1+2", "answer": "13"}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
     with pytest.raises(MaltError, match=rf"bad.jsonl:2: field {field}"):
         TASK.load(str(path))
