@@ -6,7 +6,7 @@ import random
 
 from malt.embedded.corpus import CorpusMix, claims, corpus, critique, refine
 from malt.records import GENERATOR, REFINER, VERIFIER
-from malt.tasks.arith import TASK, critique_flags, parse_question, parse_solution, split_of
+from malt.tasks.arith import TASK, critique_flags, parse_question, parse_states, split_of
 
 
 def _question(chat) -> str:
@@ -80,7 +80,7 @@ def test_examples_follow_the_role_formats():
         p = parse_question(_question(chat))
         if role == VERIFIER:
             assert critique_flags(answer) is not None
-            assert len(parse_solution(answer)) == len(p.steps)
+            assert len(parse_states(answer)) == len(p.steps)  # one check per step
         else:
             assert TASK.extract_answer(answer) is not None
-            assert len(parse_solution(answer)) == len(p.steps)
+            assert len(parse_states(answer)) == len(p.steps) + 1  # the question, then each step

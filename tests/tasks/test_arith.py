@@ -22,7 +22,7 @@ from malt.tasks.arith import (
     extract_answer,
     generate,
     parse_question,
-    parse_solution,
+    parse_states,
     render_critique,
     render_solution,
     sample_problem,
@@ -62,7 +62,7 @@ def test_test_share_is_about_a_fifth():
 @given(st.integers(0, 10**9))
 def test_sampled_problems_are_well_formed(seed):
     p = sample_problem(random.Random(seed))
-    assert 2 <= len(p.steps) <= 4
+    assert len(p.steps) == 3
     assert len(set(p.steps)) == len(p.steps)  # no step repeated: "next step" is unambiguous
     assert all(LOW <= v <= HIGH for v in p.values())
     assert parse_question(p.question) == p
@@ -73,16 +73,19 @@ def test_solution_and_critique_formats():
     p = Arith(47, (("+", 8), ("-", 3), ("+", 5)))
     assert p.question == "47+8-3+5" and p.answer == 57
     good = render_solution(p.start, p.steps, p.values())
-    assert good == "47+8=55\n55-3=52\n52+5=57\nAnswer: 57"
+    assert good.splitlines() == [" 47+8-3+5", "   55-3+5", "     52+5", "       57", "Answer: 57"]
     bad = render_solution(p.start, p.steps, [55, 53, 58])  # slip in step 2, chained after
-    assert bad == "47+8=55\n55-3=53\n53+5=58\nAnswer: 58"
-    assert parse_solution(bad) == [(47, "+", 8, 55), (55, "-", 3, 53), (53, "+", 5, 58)]
-    lines = [critique_line(47, "+", 8, 55, 55), critique_line(55, "-", 3, 53, 52),
-             critique_line(53, "+", 5, 58, 58)]
+    assert [v for v, _, _ in parse_states(bad)] == [47, 55, 53, 58]
+    assert extract_answer(bad) == "58"
+    # Every line has the same width, so each step sits right below the line it came from.
+    assert len({len(line) for line in good.splitlines()[:-1]}) == 1
+    lines = [critique_line(55, p.steps[1:], 3, 55), critique_line(52, p.steps[2:], 3, 53),
+             critique_line(58, (), 3, 58)]
     crit = render_critique(lines)
-    assert crit == "47+8=55 ok\n55-3=52 not 53\n53+5=58 ok\nVerdict: wrong (step 2)"
+    assert crit == "55-3+5 ok\n  52+5 no\n    58 ok\nWrong at step 2."
     assert critique_flags(crit) is True
     assert critique_flags(render_critique(lines[:1])) is False
+    assert [m for _, _, m in parse_states(crit)] == ["ok", "no", "ok"]
 
 
 @pytest.mark.parametrize(

@@ -40,16 +40,16 @@ _SLIPS = (-10, -2, -1, 1, 2, 10)
 class CorpusMix:
     """Role shares and imperfection rates of the corpus."""
 
-    generator: float = 0.4  # share of examples per role (normalised)
+    generator: float = 0.5  # share of examples per role (normalised)
     verifier: float = 0.3
-    refiner: float = 0.3
+    refiner: float = 0.2
     g_slip: float = 0.12  # per-step slip of G (and of R's recomputed steps)
     checked_slip: float = 0.25  # per-step slip of the G answers that V and R examples see
     v_miss: float = 0.2  # V marks a wrong step ok
     v_false: float = 0.05  # V flags a right step
     r_ignore: float = 0.15  # R copies G despite a flagged step
-    min_steps: int = 2
-    max_steps: int = 4
+    min_steps: int = 3
+    max_steps: int = 3
 
 
 def slip(rng: random.Random, value: int) -> int:
@@ -76,13 +76,13 @@ def critique(rng: random.Random, p: Arith, claimed: list[int], mix: CorpusMix
              ) -> tuple[str, list[int]]:
     """V's critique text of G's `claimed` results, and V's own checked value per step."""
     lines, checked, value = [], [], p.start
-    for (op, d), c in zip(p.steps, claimed, strict=True):
+    for k, ((op, d), c) in enumerate(zip(p.steps, claimed, strict=True)):
         truth = apply(value, op, d)
         if c != truth:
             v = c if rng.random() < mix.v_miss else truth
         else:
             v = slip(rng, truth) if rng.random() < mix.v_false else truth
-        lines.append(critique_line(value, op, d, c, v))
+        lines.append(critique_line(v, p.steps[k + 1:], len(p.steps), c))
         checked.append(v)
         value = c  # each step is checked locally, from G's own previous claim
     return render_critique(lines), checked

@@ -62,6 +62,13 @@ def rates(flags: list[bool | None], correct: list[int]) -> dict[str, Any]:
     }
 
 
+def generator_accuracy(model, tok, problems: list[Problem], temperature: float | None,
+                       seed: int) -> float:
+    """G's accuracy on `problems`, one sample each (`temperature=None`: greedy)."""
+    texts = complete(model, tok, _chats(GENERATOR, problems), GENERATOR, temperature, seed)
+    return _mean(_grade(texts, problems))
+
+
 def probe(model, tok, cfg: ProbeConfig = ProbeConfig()) -> dict[str, Any]:
     """Accuracy of G (sampled and greedy), V's rates and the G->V->R chain on test questions."""
     problems = list(iter_problems(generate(cfg.n, "test", seed=cfg.seed)))

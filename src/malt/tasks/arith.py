@@ -1,17 +1,19 @@
 """`arith`: seeded multi-step integer arithmetic, the embedded world's task.
 
-A problem is a 2-digit start value and a few `+d`/`-d` steps with 1-digit operands, written
-compactly (`47+8-3+5`) because the tiny model reads one character per token. Every running
-value stays within 10..99, and each (operator, operand) pair occurs once per problem, so
-"which step comes next" is never ambiguous. The split of a problem is a hash of its
-canonical text, so train and test can never share a question, whatever the seeds.
+A problem is a 2-digit start value and three `+d`/`-d` steps with 1-digit operands (the
+step count can be changed), written compactly (`47+8-3+5`) because the tiny model reads one
+character per token. Every correct running value stays within 10..99 and no step repeats
+within a problem. The split of a problem is a hash of its canonical text, so train and test
+can never share a question, whatever the seeds.
 
-Role formats (one step per line, so each check is a local computation):
+Role formats: one step per line, each line the state after that step, right-aligned so each
+step and each check is a local computation on the line above:
 
-    G and R:  47+8=55          V:  47+8=55 ok
-              55-3=52              55-3=52 ok
-              52+5=57              52+5=57 not 58
-              Answer: 57           Verdict: wrong (step 3)
+    G and R:   47+8-3+5      V (checks each step from G's line above it):
+                 55-3+5          55-3+5 ok
+                   52+5            52+5 ok
+                     58              57 no
+              Answer: 58     Wrong at step 3.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from malt.tasks.base import RolePrompts, Task, field_str
 NAME = "arith"
 LOW, HIGH = 10, 99  # every correct running value stays 2-digit
 TEST_PERCENT = 20  # share of the problem space assigned to the test split
-OK, NOT = "ok", "not"
+OK, NOT = "ok", "no"
 
 Step = tuple[str, int]  # ("+", 8)
 
@@ -98,7 +100,7 @@ def split_of(question: str) -> str:
     return "test" if int.from_bytes(digest[:8], "big") % 100 < TEST_PERCENT else "train"
 
 
-def sample_problem(rng: random.Random, min_steps: int = 2, max_steps: int = 4) -> Arith:
+def sample_problem(rng: random.Random, min_steps: int = 3, max_steps: int = 3) -> Arith:
     """A random problem whose running values stay in LOW..HIGH, no step repeated."""
     start = rng.randint(LOW, HIGH)
     steps: list[Step] = []
@@ -115,7 +117,7 @@ def sample_problem(rng: random.Random, min_steps: int = 2, max_steps: int = 4) -
 
 
 def generate(
-    n: int, split: str = "train", seed: int = 0, min_steps: int = 2, max_steps: int = 4
+    n: int, split: str = "train", seed: int = 0, min_steps: int = 3, max_steps: int = 3
 ) -> list[Arith]:
     """`n` distinct problems of `split`, deterministic in `seed`."""
     if split not in ("train", "test"):
@@ -156,74 +158,99 @@ def problem_id(question: str) -> str:
 
 
 # ---- role formats ------------------------------------------------------------------------
+# Lines are right-aligned to a fixed width, so every character a step needs sits at the same
+# distance above it (column arithmetic): a tiny model learns fixed offsets far faster than
+# searching the question for "the next step".
 
 
-def step_line(value: int, op: str, operand: int, result: int) -> str:
-    """One solution line.
+def state(value: int, steps_left: tuple[Step, ...]) -> str:
+    """A running value followed by the steps still to apply.
 
-    >>> step_line(47, "+", 8, 55)
-    '47+8=55'
+    >>> state(55, (("-", 3), ("+", 5)))
+    '55-3+5'
     """
-    return f"{value}{op}{operand}={result}"
+    return str(value) + "".join(f"{op}{d}" for op, d in steps_left)
+
+
+def width(n_steps: int) -> int:
+    """Width of a G/R solution line: the question plus one column of margin."""
+    return 2 * n_steps + 3
 
 
 def render_solution(start: int, steps: tuple[Step, ...], results: list[int]) -> str:
-    """A G/R solution whose k-th line claims `results[k]` (chained from the claims)."""
-    lines, value = [], start
-    for (op, d), r in zip(steps, results, strict=True):
-        lines.append(step_line(value, op, d, r))
-        value = r
-    lines.append(f"Answer: {value}")
+    """A G/R solution: the question, then the state after each claimed result, then the answer.
+
+    >>> print(render_solution(47, (("+", 8), ("-", 3), ("+", 5)), [55, 52, 57]))
+     47+8-3+5
+       55-3+5
+         52+5
+           57
+    Answer: 57
+    """
+    w = width(len(steps))
+    lines = [state(start, steps).rjust(w)]
+    lines += [state(r, steps[k:]).rjust(w) for k, r in enumerate(results, start=1)]
+    lines.append(f"Answer: {results[-1]}")
     return "\n".join(lines)
 
 
-_LINE = re.compile(r"^(-?\d+)([+-])(\d+)=(-?\d+)")
+_STATE = re.compile(r"^\s*(-?\d+)((?:[+-]\d+)*)(?:\s+(ok|no))?\s*$")
 
 
-def parse_solution(text: str) -> list[tuple[int, str, int, int]]:
-    """The (value, op, operand, claimed result) steps in a solution or critique.
+def parse_states(text: str) -> list[tuple[int, str, str | None]]:
+    """(value, steps left, check mark) of each state line in a solution or critique.
 
-    >>> parse_solution("47+8=55\\n55-3=53\\nAnswer: 53")
-    [(47, '+', 8, 55), (55, '-', 3, 53)]
+    >>> parse_states(" 47+8-3+5\\n   55-3+5\\nAnswer: 55")
+    [(47, '+8-3+5', None), (55, '-3+5', None)]
+    >>> parse_states("55-3+5 ok\\n  53+5 no\\nWrong at step 2.")
+    [(55, '-3+5', 'ok'), (53, '+5', 'no')]
     """
     out = []
     for line in text.splitlines():
-        m = _LINE.match(line.strip())
+        m = _STATE.match(line)
         if m:
-            out.append((int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))))
+            out.append((int(m.group(1)), m.group(2), m.group(3)))
     return out
 
 
-def critique_line(value: int, op: str, operand: int, claimed: int, checked: int) -> str:
-    """V's check of one step: its own result, then `ok` or `not <G's claim>`.
+def critique_line(value: int, steps_left: tuple[Step, ...], n_steps: int, claimed: int) -> str:
+    """V's check of one step: its own state after the step, then `ok` or `no` vs G's claim.
 
-    >>> critique_line(52, "+", 5, 58, 57)
-    '52+5=57 not 58'
+    >>> critique_line(52, (("+", 5),), 3, 53)
+    '  52+5 no'
     """
-    mark = OK if checked == claimed else f"{NOT} {claimed}"
-    return f"{step_line(value, op, operand, checked)} {mark}"
+    mark = OK if value == claimed else NOT
+    return f"{state(value, steps_left).rjust(2 * n_steps)} {mark}"
 
 
 def render_critique(lines: list[str]) -> str:
-    """A full critique: the step checks, then a verdict naming the first flagged step."""
-    flagged = [i for i, line in enumerate(lines, start=1) if line.split(" ", 1)[-1] != OK]
-    verdict = f"Verdict: wrong (step {flagged[0]})" if flagged else "Verdict: correct"
+    """A full critique: the step checks, then a verdict naming the first flagged step.
+
+    >>> print(render_critique(["55-3+5 ok", "  52+5 no", "    57 ok"]))
+    55-3+5 ok
+      52+5 no
+        57 ok
+    Wrong at step 2.
+    """
+    flagged = [i for i, line in enumerate(lines, start=1) if line.endswith(f" {NOT}")]
+    verdict = f"Wrong at step {flagged[0]}." if flagged else RIGHT
     return "\n".join([*lines, verdict])
 
 
-_VERDICT = re.compile(r"Verdict:\s*(correct|wrong)")
+RIGHT = "All steps right."
+_VERDICT = re.compile(r"(Wrong at step \d+|All steps right)")
 
 
 def critique_flags(text: str) -> bool | None:
     """True when a critique's verdict says the answer is wrong, None without a verdict.
 
-    >>> critique_flags("47+8=55 ok\\nVerdict: correct"), critique_flags("Verdict: wrong (step 2)")
+    >>> critique_flags("55-3+5 ok\\nAll steps right."), critique_flags("Wrong at step 2.")
     (False, True)
-    >>> critique_flags("47+8=55 ok") is None
+    >>> critique_flags("55-3+5 ok") is None
     True
     """
     found = _VERDICT.findall(text)
-    return None if not found else found[-1] == "wrong"
+    return None if not found else found[-1].startswith("Wrong")
 
 
 # ---- grading -----------------------------------------------------------------------------
