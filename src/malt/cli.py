@@ -18,6 +18,8 @@ from malt.errors import MaltError
 # `add_arguments(parser)` and `main(cfg, args) -> dict` (the summary printed at the end).
 COMMANDS: dict[str, tuple[str, str]] = {
     "label": ("malt.stages.label", "grade tree leaves, assign values and labels, write role datasets"),
+    "train": ("malt.stages.train", "per-role LoRA SFT then DPO (TRL + PEFT) on the role datasets"),
+    "demo": ("malt.stages.demo", "the whole pipeline on the embedded tiny model and arith task (CPU)"),
 }
 
 
@@ -26,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--config", help="run config YAML (defaults apply when omitted)")
+        p.add_argument("--config", help="run config YAML (built-in defaults when omitted)")
         p.add_argument("overrides", nargs="*", metavar="key=value",
                        help="dotted config overrides, e.g. generate.verifier.n=2")
         importlib.import_module(module).add_arguments(p)
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
-        cfg = load_config(args.config, args.overrides)
+        # A stage may ship its own default config (the demo does); --config replaces it.
+        cfg = load_config(args.config or getattr(module, "DEFAULT_CONFIG", None), args.overrides)
         summary = module.main(cfg, args)
     except MaltError as e:
         print(f"malt {args.command}: error: {e}", file=sys.stderr)

@@ -114,19 +114,36 @@ class DataConfig:
 
 @dataclass
 class TrainRoleConfig:
-    """Training for one role: SFT on its positives, then optionally DPO on its pairs."""
+    """Training for one role: SFT on its positives, then optionally DPO on its pairs.
+
+    Epochs by dataset size (when `sft_epochs` / `dpo_epochs` is None), so that small role
+    datasets still get enough optimiser steps and big ones are not over-fitted:
+    fewer than 1,000 rows -> 3 epochs; 1,000 to 9,999 rows -> 2 epochs; 10,000 or more -> 1.
+    """
 
     sft: bool = True
     dpo: bool = True
     sft_learning_rate: float = 2e-4
     dpo_learning_rate: float = 5e-5
-    sft_epochs: float | None = None  # None: chosen from the dataset size
+    sft_epochs: float | None = None  # None: chosen from the dataset size (rule above)
     dpo_epochs: float | None = None
 
 
 @dataclass
 class TrainConfig:
-    """LoRA SFT then DPO per role, through TRL + PEFT (paper: DPO beta 0.2)."""
+    """LoRA SFT then DPO per role, through TRL + PEFT (paper: DPO beta 0.2).
+
+    DPO's reference is the role's SFT policy: with LoRA the SFT adapter is loaded trainable
+    and TRL keeps a frozen copy of it as the reference adapter; with `full_finetune` the
+    reference is a separate copy of the SFT model. `padding_free` flattens each SFT batch
+    into one sequence (no pad tokens; rows longer than `max_length` tokens are left out and
+    counted); `packing` instead packs rows into `max_length`-token blocks (then `batch_size`
+    counts blocks). Flattened batches need attention that stops at sequence boundaries: with
+    `attn_implementation` empty, SFT uses malt's per-sequence SDPA (`malt.train.attention`);
+    name a varlen kernel such as flash_attention_2 on GPUs. `bf16` / `gradient_checkpointing`
+    left empty mean: on with a CUDA GPU, off on CPU (where both are much slower). `max_steps`
+    caps every phase (for smoke runs).
+    """
 
     generator: TrainRoleConfig = field(default_factory=lambda: TrainRoleConfig(dpo=False))
     verifier: TrainRoleConfig = field(default_factory=TrainRoleConfig)
@@ -143,10 +160,18 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     max_length: int = 1024
     padding_free: bool = True
+    packing: bool = False
     merge: bool = False  # also save a merged model per role
     report_to: str = "none"  # none | tensorboard | wandb
     logging_steps: int = 10
     save_steps: int = 200
+    save_total_limit: int = 2  # checkpoints kept per phase for --resume
+    max_steps: int | None = None
+    warmup_ratio: float = 0.03
+    lr_scheduler_type: str = "cosine"
+    bf16: bool | None = None
+    gradient_checkpointing: bool | None = None
+    attn_implementation: str | None = None  # e.g. flash_attention_2; None: see the docstring
 
     def role(self, role: str) -> TrainRoleConfig:
         return getattr(self, role)
@@ -312,6 +337,18 @@ def validate(cfg: RunConfig) -> None:
     _check(mp is None or mp >= 1, "data.max_pairs_per_parent", "must be at least 1 or null")
     _check(cfg.train.beta > 0, "train.beta", "must be > 0")
     _check(cfg.train.lora_r >= 1, "train.lora_r", "must be at least 1")
+    _check(cfg.train.batch_size >= 1, "train.batch_size", "must be at least 1")
+    _check(cfg.train.max_length >= 8, "train.max_length", "must be at least 8")
+    _check(cfg.train.save_steps >= 1, "train.save_steps", "must be at least 1")
+    _check(cfg.train.max_steps is None or cfg.train.max_steps >= 1, "train.max_steps",
+           "must be at least 1 or null")
+    for role in ROLES:
+        r = cfg.train.role(role)
+        for name in ("sft_learning_rate", "dpo_learning_rate"):
+            _check(getattr(r, name) > 0, f"train.{role}.{name}", "must be > 0")
+        for name in ("sft_epochs", "dpo_epochs"):
+            value = getattr(r, name)
+            _check(value is None or value > 0, f"train.{role}.{name}", "must be > 0 or null")
 
 
 def _check(ok: bool, key: str, why: str) -> None:

@@ -158,3 +158,92 @@ def manifest(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     }
     data.update(extra or {})
     return data
+
+
+class DatasetWriter:
+    """Streams rows to a `datasets`-loadable .jsonl or .parquet file, renamed into place
+    on `close()` so a crash never leaves a half-written dataset under the final name."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fmt: str = "jsonl",
+        columns: tuple[str, ...] = (),
+        batch_rows: int = 2048,
+    ):
+        self.columns = columns  # message-list columns; give an empty Parquet file its schema
+        self.path = Path(path).with_suffix(f".{fmt}")
+        self.fmt = fmt
+        self.rows = 0
+        self._batch: list[dict[str, Any]] = []
+        self._batch_rows = batch_rows
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._file = self._tmp.open("w", encoding="utf-8") if fmt == "jsonl" else None
+        self._parquet = None
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.rows += 1
+        if self._file is not None:
+            self._file.write(dumps(row) + "\n")
+            return
+        self._batch.append(row)
+        if len(self._batch) >= self._batch_rows:
+            self._flush_parquet()
+
+    def _flush_parquet(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self._batch:
+            return
+        table = pa.Table.from_pylist(self._batch)
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self._tmp, table.schema)
+        self._parquet.write_table(table.cast(self._parquet.schema))
+        self._batch = []
+
+    def close(self) -> Path:
+        """Finish the file and move it into place; returns its final path."""
+        if self._file is not None:
+            self._file.close()
+        else:
+            self._flush_parquet()
+            if self._parquet is None:  # no rows: an empty table that still has its columns
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+                schema = pa.schema([(c, message) for c in self.columns])
+                pq.write_table(schema.empty_table(), self._tmp)
+            else:
+                self._parquet.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary file (used when the stage fails before finishing)."""
+        if self._file is not None:
+            self._file.close()
+        if self._parquet is not None:
+            self._parquet.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def iter_tree_lines(path: str | os.PathLike) -> Iterator[tuple[str, Tree | MaltError]]:
+    """Like `read_trees`, but yields ("file:line", error) for a bad line and goes on."""
+    for file in tree_files(path):
+        with file.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                where = f"{file}:{lineno}"
+                try:
+                    row = json.loads(line)
+                    if not isinstance(row, dict):
+                        raise MaltError("expected a JSON object")
+                    yield where, Tree.from_dict(row)
+                except json.JSONDecodeError as e:
+                    yield where, MaltError(f"{where}: not valid JSON ({e.msg})")
+                except MaltError as e:
+                    yield where, MaltError(f"{where}: {e}")

@@ -1,0 +1,73 @@
+"""Credit assignment: grade the leaves, flow values back up the tree, label the nodes.
+
+Value iteration as in MALT: a refinement's value is its reward (1 if its final answer is
+right); a critique's value is the mean of its refinements; a generator output's value is
+the mean of its critiques' values ("global" pooling: with full branching, the mean of all
+its leaves). "local" pooling instead gives a generator output the fraction of its critiques
+that are positive (a majority vote of its direct children). A node is positive when its
+value exceeds the threshold (strictly).
+"""
+
+from __future__ import annotations
+
+from malt.records import GENERATOR, REFINER, VERIFIER, Node, Tree
+from malt.tasks.base import Task
+
+POOLINGS = ("global", "local")
+
+
+def grade_tree(tree: Tree, task: Task) -> Tree:
+    """Extract answers from G and R nodes and reward them 0/1 against the gold answer.
+
+    Fills the nodes in place (a forest is labelled tree by tree, so copies would only cost
+    time) and returns the same tree.
+    Verifier critiques carry no answer of their own: their reward stays None.
+    Equivalence checks are cached per answer string, since siblings often agree.
+    """
+    gold = tree.problem.answer
+    verdicts: dict[str, bool] = {}
+    for n in tree.nodes:
+        if n.role == VERIFIER:
+            n.answer, n.reward = None, None
+            continue
+        pred = task.extract_answer(n.completion)
+        if pred is not None and pred not in verdicts:
+            verdicts[pred] = task.is_equivalent(pred, gold)
+        n.answer, n.reward = pred, int(pred is not None and verdicts[pred])
+    return tree
+
+
+def assign_values(tree: Tree, pooling: str = "global", threshold: float = 0.5) -> Tree:
+    """Fill `value` and `label` in place on every node of a graded tree; returns it."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    children: dict[str, list[Node]] = {}
+    for n in tree.nodes:
+        if n.parent_id is not None:
+            children.setdefault(n.parent_id, []).append(n)
+    values: dict[str, float] = {}
+    labels: dict[str, bool] = {}
+    # Nodes are stored parents-first, so walking backwards visits children first.
+    for n in reversed(tree.nodes):
+        if n.role == REFINER:
+            if n.reward is None:
+                raise ValueError(f"leaf {n.id!r} has no reward: grade the tree first")
+            value = float(n.reward)
+        else:
+            kids = children.get(n.id, [])
+            if not kids:
+                raise ValueError(f"{n.role} node {n.id!r} has no children")
+            if pooling == "local" and n.role == GENERATOR:
+                value = sum(labels[k.id] for k in kids) / len(kids)
+            else:
+                value = sum(values[k.id] for k in kids) / len(kids)
+        values[n.id] = value
+        labels[n.id] = value > threshold
+    for n in tree.nodes:
+        n.value, n.label = values[n.id], labels[n.id]
+    return tree
+
+
+def label_tree(tree: Tree, task: Task, pooling: str = "global", threshold: float = 0.5) -> Tree:
+    """Grade, then assign values and labels: the whole credit stage for one tree."""
+    return assign_values(grade_tree(tree, task), pooling=pooling, threshold=threshold)

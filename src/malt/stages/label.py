@@ -1,0 +1,117 @@
+"""`malt label`: trees in -> grade leaves -> values -> labels -> role datasets out.
+
+Reads `<run_dir>/generate/` (or `--trees PATH`) one tree at a time and streams every output,
+so memory stays flat however large the forest. Writes into `<run_dir>/label/`:
+`sft_<role>.jsonl`, `dpo_<role>.jsonl` (TRL conversational formats), `labels.jsonl` (per node:
+answer, reward, value, label), `summary.json`, `config.yaml` and `manifest.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from malt.config import RunConfig, save_config
+from malt.credit import label_tree
+from malt.errors import MaltError
+from malt.io import DatasetWriter, atomic_open, dumps, iter_tree_lines, manifest, write_json
+from malt.records import GENERATOR, REFINER, VERIFIER, Tree
+from malt.roledata import RoleStats, dpo_row, preference_pairs, sft_nodes, sft_row
+from malt.tasks import get_task
+
+SFT_COLUMNS = ("prompt", "completion")
+DPO_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trees", help="tree shard or folder (default: <run_dir>/generate)")
+
+
+def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
+    return run(cfg, trees=args.trees)
+
+
+def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
+    """Label every tree and write the role datasets; returns the summary."""
+    source = Path(trees) if trees is not None else cfg.stage_dir("generate")
+    out = cfg.stage_dir("label")
+    task = get_task(cfg.task.name)
+    dpo_roles = (GENERATOR, VERIFIER, REFINER) if cfg.data.generator_pairs else (VERIFIER, REFINER)
+    writers = {
+        **{f"sft_{r}": DatasetWriter(out / f"sft_{r}", cfg.data.format, SFT_COLUMNS)
+           for r in (GENERATOR, VERIFIER, REFINER)},
+        **{f"dpo_{r}": DatasetWriter(out / f"dpo_{r}", cfg.data.format, DPO_COLUMNS)
+           for r in dpo_roles},
+    }
+    stats, errors = RoleStats(), []
+    start = time.perf_counter()
+    try:
+        with atomic_open(out / "labels.jsonl") as labels:
+            for where, item in iter_tree_lines(source):
+                if isinstance(item, MaltError):
+                    errors.append(str(item))
+                    continue
+                tree = label_tree(item, task, cfg.credit.pooling, cfg.credit.threshold)
+                _write_tree(tree, writers, stats, cfg, dpo_roles)
+                labels.write(dumps(_labels_row(tree)) + "\n")
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    files = {name: str(w.close()) for name, w in writers.items()}
+    summary = {
+        **stats.to_dict(),
+        "malformed_trees": len(errors),
+        "seconds": round(time.perf_counter() - start, 3),
+        "files": files,
+    }
+    _write_provenance(cfg, source, out, summary, errors)
+    if errors:
+        raise MaltError(
+            f"{len(errors)} malformed tree(s) skipped, first: {errors[0]}; the other "
+            f"{stats.trees} trees were labelled (see {out / 'errors.txt'})"
+        )
+    if stats.trees == 0:
+        raise MaltError(f"{source}: no trees to label")
+    return summary
+
+
+def _write_tree(tree: Tree, writers: dict[str, DatasetWriter], stats: RoleStats,
+                cfg: RunConfig, dpo_roles: tuple[str, ...]) -> None:
+    stats.add_tree(tree)
+    for node in sft_nodes(tree):
+        writers[f"sft_{node.role}"].write(sft_row(node))
+        stats.sft_rows[node.role] += 1
+    seen_roles = set()
+    pairs = preference_pairs(tree, cfg.data.max_pairs_per_parent, cfg.seed, dpo_roles)
+    for chosen, rejected in pairs:
+        writers[f"dpo_{chosen.role}"].write(dpo_row(chosen, rejected))
+        stats.dpo_pairs[chosen.role] += 1
+        seen_roles.add(chosen.role)
+    for role in dpo_roles:
+        stats.trees_without_pairs[role] += role not in seen_roles
+
+
+def _labels_row(tree: Tree) -> dict[str, Any]:
+    return {
+        "problem_id": tree.problem.id,
+        "gold": tree.problem.answer,
+        "nodes": [
+            {"id": n.id, "answer": n.answer, "reward": n.reward, "value": n.value, "label": n.label}
+            for n in tree.nodes
+        ],
+    }
+
+
+def _write_provenance(cfg: RunConfig, source: Path, out: Path, summary: dict[str, Any],
+                      errors: list[str]) -> None:
+    save_config(cfg, out / "config.yaml")
+    write_json(out / "summary.json", summary)
+    write_json(out / "manifest.json", manifest({"stage": "label", "trees": str(source)}))
+    if errors:
+        with atomic_open(out / "errors.txt") as f:
+            f.write("\n".join(errors) + "\n")
+    else:
+        (out / "errors.txt").unlink(missing_ok=True)

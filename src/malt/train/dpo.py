@@ -1,0 +1,82 @@
+"""DPO of one role on its preference pairs with TRL's DPOTrainer; the reference is the SFT policy.
+
+The LoRA trap: handed a model with a fresh adapter, DPOTrainer takes the base model with the
+adapter disabled as the reference. Here the SFT adapter itself is loaded trainable instead,
+and DPOTrainer then copies it into a frozen "ref" adapter, so the reference log-probs are
+exactly the SFT policy's (tests/train/test_dpo.py proves it). With a full fine-tune the
+reference is a separate copy of the SFT model. Without an SFT result the policy starts from
+the base model, which is then also the correct reference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from malt.config import TrainConfig
+from malt.train import checkpoints, lora
+from malt.train.settings import common_args, epochs_for, summarise, use_bf16
+from malt.train.sft import Phase
+
+DPO_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+            "logps/chosen", "logps/rejected", "grad_norm", "learning_rate")
+
+
+def dpo_config(cfg: TrainConfig, phase: Phase, n_rows: int):
+    """TRL's DPOConfig: sigmoid loss with the configured beta (paper: 0.2)."""
+    from trl import DPOConfig
+
+    kwargs = common_args(cfg, output_dir=phase.run_dir, learning_rate=phase.learning_rate,
+                         epochs=epochs_for(n_rows, phase.epochs), seed=phase.seed)
+    return DPOConfig(**kwargs, beta=cfg.beta, trust_remote_code=phase.trust_remote_code)
+
+
+def policy_and_reference(cfg: TrainConfig, phase: Phase, sft: Path | None) -> tuple[Any, Any, Any]:
+    """(policy, explicit reference model or None, peft_config or None) for DPOTrainer."""
+    load = {"bf16": use_bf16(cfg), "trust_remote_code": phase.trust_remote_code,
+            "revision": phase.revision, "attn_implementation": cfg.attn_implementation}
+    if cfg.full_finetune:
+        start = str(sft) if sft is not None else phase.model
+        if sft is not None:
+            load["revision"] = None  # a local folder has no revisions
+        return lora.load_model(start, **load), lora.load_model(start, **load), None
+    model = lora.load_model(phase.model, **load)
+    if sft is None:
+        return model, None, lora.lora_config(cfg)  # fresh adapter: reference = base = start
+    return lora.load_adapter(model, sft, trainable=True), None, None
+
+
+def build_trainer(cfg: TrainConfig, phase: Phase, dataset: Any, sft: Path | None,
+                  callbacks: list | None = None):
+    """A DPOTrainer whose reference policy is the SFT result `sft` (or the base without one)."""
+    from transformers import set_seed
+    from trl import DPOTrainer
+
+    tok = lora.load_tokenizer(phase.model, trust_remote_code=phase.trust_remote_code,
+                              revision=phase.revision)
+    set_seed(phase.seed)  # LoRA initialisation draws from the global RNG
+    policy, reference, peft_config = policy_and_reference(cfg, phase, sft)
+    return DPOTrainer(model=policy, ref_model=reference, args=dpo_config(cfg, phase, len(dataset)),
+                      train_dataset=dataset, processing_class=tok, callbacks=callbacks,
+                      peft_config=peft_config)
+
+
+def save_policy(trainer: Any, dest: Path) -> None:
+    """Save only the trained policy: the "default" adapter (not the frozen "ref"), or the model."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(str(dest), selected_adapters=["default"])
+    else:
+        trainer.save_model(str(dest))
+
+
+def run_dpo(cfg: TrainConfig, phase: Phase, dataset: Any, sft: Path | None, *,
+            resume: bool = False, callbacks: list | None = None) -> dict[str, Any]:
+    """Train, publish `phase.dest` and return the phase metrics (reward margins, accuracies)."""
+    trainer = build_trainer(cfg, phase, dataset, sft, callbacks)
+    checkpoints.train(trainer, phase.run_dir, resume)
+    checkpoints.publish(trainer, phase.dest, lambda d: save_policy(trainer, d))
+    metrics = summarise(trainer.state.log_history, DPO_KEYS)
+    metrics.update(status="trained", rows=len(dataset), epochs=trainer.args.num_train_epochs,
+                   reference="sft" if sft is not None else "base", beta=cfg.beta)
+    return metrics

@@ -1,0 +1,60 @@
+"""Shared fixtures: a toy task, hand-built trees, and where the public datasets live."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from malt.records import GENERATOR, REFINER, VERIFIER, Branching, Node, Problem, Tree, child_id
+from malt.tasks.base import RolePrompts, Task
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data() -> Path:
+    """The public datasets: $MALT_SHARED_DATA, else ../shared/data beside the repo."""
+    return Path(os.environ.get("MALT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _toy_row(row: dict, where: str) -> Problem:
+    return Problem(id=row["id"], question=row["q"], answer=row["a"], task="toy")
+
+
+def _toy_extract(text: str) -> str | None:
+    found = re.findall(r"ANSWER:\s*(\S+)", text)
+    return found[-1] if found else None
+
+
+TOY = Task(
+    name="toy",
+    parse_row=_toy_row,
+    extract_fn=_toy_extract,
+    equivalent_fn=lambda a, b: a.strip() == b.strip(),
+    prompts=RolePrompts("Solve.", "Critique.", "Refine."),
+)
+
+
+@pytest.fixture
+def toy_task() -> Task:
+    return TOY
+
+
+def make_tree(rewards: list[list[list[int]]], pid: str = "toy-1", gold: str = "7") -> Tree:
+    """A tree whose leaf (g, v, r) is correct iff rewards[g][v][r] == 1."""
+    problem = Problem(id=pid, question="q?", answer=gold, task="toy")
+    nodes = []
+    for g, vs in enumerate(rewards):
+        gid = child_id(pid, GENERATOR, g)
+        nodes.append(Node(gid, GENERATOR, None, TOY.messages(GENERATOR, problem), f"g{g} ANSWER: 0"))
+        for v, rs in enumerate(vs):
+            vid = child_id(gid, VERIFIER, v)
+            nodes.append(Node(vid, VERIFIER, gid, TOY.messages(VERIFIER, problem, "x"), f"crit {v}"))
+            for r, ok in enumerate(rs):
+                text = f"fixed ANSWER: {gold if ok else '0'}"
+                nodes.append(Node(child_id(vid, REFINER, r), REFINER, vid,
+                                  TOY.messages(REFINER, problem, "x", "y"), text))
+    b = Branching(len(rewards), len(rewards[0]), len(rewards[0][0]))
+    return Tree(problem=problem, branching=b, nodes=nodes)
