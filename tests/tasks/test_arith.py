@@ -1,0 +1,150 @@
+"""The arith task: seeded generation, disjoint splits, role formats, extraction and grading."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from malt.errors import MaltError
+from malt.records import GENERATOR, REFINER, VERIFIER
+from malt.tasks import get_task
+from malt.tasks.arith import (
+    HIGH,
+    LOW,
+    TASK,
+    Arith,
+    critique_flags,
+    critique_line,
+    extract_answer,
+    generate,
+    parse_question,
+    parse_states,
+    render_critique,
+    render_solution,
+    sample_problem,
+    split_of,
+    write_split,
+)
+
+
+def test_registered():
+    assert get_task("arith") is TASK
+
+
+def test_generate_is_deterministic_in_seed():
+    a, b = generate(200, "train", seed=3), generate(200, "train", seed=3)
+    assert a == b
+    assert generate(200, "train", seed=4) != a
+    assert len({p.question for p in a}) == 200
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_splits_never_overlap(seed):
+    train = {p.question for p in generate(2000, "train", seed)}
+    test = {p.question for p in generate(500, "test", seed)}
+    other_seed_test = {p.question for p in generate(500, "test", seed + 100)}
+    assert not train & test
+    assert not train & other_seed_test
+    assert all(split_of(q) == "test" for q in test)
+
+
+def test_test_share_is_about_a_fifth():
+    qs = [sample_problem(random.Random(i)).question for i in range(5000)]
+    share = sum(split_of(q) == "test" for q in qs) / len(qs)
+    assert 0.17 < share < 0.23
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10**9))
+def test_sampled_problems_are_well_formed(seed):
+    p = sample_problem(random.Random(seed))
+    assert len(p.steps) == 3
+    assert len(set(p.steps)) == len(p.steps)  # no step repeated: "next step" is unambiguous
+    assert all(LOW <= v <= HIGH for v in p.values())
+    assert parse_question(p.question) == p
+    assert split_of(p.question) == split_of(p.question)
+
+
+def test_solution_and_critique_formats():
+    p = Arith(47, (("+", 8), ("-", 3), ("+", 5)))
+    assert p.question == "47+8-3+5" and p.answer == 57
+    good = render_solution(p.start, p.steps, p.values())
+    assert good.splitlines() == [" 47+8-3+5", "   55-3+5", "     52+5", "       57", "Answer: 57"]
+    bad = render_solution(p.start, p.steps, [55, 53, 58])  # slip in step 2, chained after
+    assert [v for v, _, _ in parse_states(bad)] == [47, 55, 53, 58]
+    assert extract_answer(bad) == "58"
+    # Every line has the same width, so each step sits right below the line it came from.
+    assert len({len(line) for line in good.splitlines()[:-1]}) == 1
+    lines = [critique_line(55, p.steps[1:], 3, 55), critique_line(52, p.steps[2:], 3, 53),
+             critique_line(58, (), 3, 58)]
+    crit = render_critique(lines)
+    assert crit == "55-3+5 ok\n  52+5 no\n    58 ok\nWrong at step 2."
+    assert critique_flags(crit) is True
+    assert critique_flags(render_critique(lines[:1])) is False
+    assert [m for _, _, m in parse_states(crit)] == ["ok", "no", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("47+8=55\nAnswer: 55", "55"),
+        ("Answer:57", "57"),
+        ("Answer: 057", "57"),
+        ("Answer: -3", "-3"),
+        ("Answer: 12\nAnswer: 13", "13"),
+        ("Answer: 12.5", None),  # not an integer
+        ("Answer: 12.", "12"),
+        ("47+8=55", None),
+        ("answer: 55", None),
+        ("Answer: ", None),
+        ("", None),
+    ],
+)
+def test_extraction_table(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_grading_is_exact(tmp_path):
+    path = tmp_path / "arith.jsonl"
+    assert write_split(path, 20, "test", seed=0) == 20
+    problems = TASK.load(str(path))
+    assert [p.question for p in problems] == [p.question for p in generate(20, "test", 0)]
+    for p in problems:
+        steps = parse_question(p.question)
+        right = render_solution(steps.start, steps.steps, steps.values())
+        wrong = render_solution(steps.start, steps.steps, [*steps.values()[:-1], steps.answer + 1])
+        assert TASK.reward(right, p) == 1
+        assert TASK.reward(wrong, p) == 0
+        assert TASK.reward(right.replace("Answer:", "So"), p) == 0
+
+
+def test_role_messages_are_short_and_carry_the_inputs():
+    p = TASK.parse_row({"question": "47+8-3+5", "answer": "57"}, "x:1")
+    g = TASK.messages(GENERATOR, p)
+    v = TASK.messages(VERIFIER, p, generator="47+8=55\nAnswer: 55")
+    r = TASK.messages(REFINER, p, generator="G-TEXT", critique="V-TEXT")
+    assert g[1]["content"] == "47+8-3+5"
+    assert "47+8=55" in v[1]["content"] and "47+8-3+5" in v[1]["content"]
+    assert r[1]["content"].index("G-TEXT") < r[1]["content"].index("V-TEXT")
+    assert all(len(m[0]["content"]) <= 10 for m in (g, v, r))  # every char is a token
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ({"question": "47+8", "answer": "56"}, "'answer' is 56"),
+        ({"question": "47*8", "answer": "376"}, "'question' is not an arith problem"),
+        ({"question": "47+8", "answer": "x"}, "'answer' must be an integer"),
+        ({"answer": "55"}, "'question' is missing"),
+    ],
+)
+def test_bad_rows_name_file_line_and_field(tmp_path, row, field):
+    path = tmp_path / "bad.jsonl"
+    good = {"question": "10+1+2", "answer": "13"}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(MaltError, match=rf"bad.jsonl:2: field {field}"):
+        TASK.load(str(path))
