@@ -1,9 +1,11 @@
-"""Shared fixtures: a toy task, hand-built trees, and where the public datasets live."""
+"""Shared fixtures: toy tasks, hand-built trees, a tiny local model, the public datasets."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,12 @@ from malt.records import GENERATOR, REFINER, VERIFIER, Branching, Node, Problem,
 from malt.tasks.base import RolePrompts, Task
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS_DIR = REPO / "tests"
+if str(TESTS_DIR) not in sys.path:  # helper modules beside this file (toy_task.py)
+    sys.path.insert(0, str(TESTS_DIR))
+
+# The machine's cores are shared; tests run torch single-threaded.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def shared_data() -> Path:
@@ -58,3 +66,40 @@ def make_tree(rewards: list[list[list[int]]], pid: str = "toy-1", gold: str = "7
                                   TOY.messages(REFINER, problem, "x", "y"), text))
     b = Branching(len(rewards), len(rewards[0]), len(rewards[0][0]))
     return Tree(problem=problem, branching=b, nodes=nodes)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A random-init tiny Llama with a chat template, saved once per session."""
+    from malt.embedded.tiny import init_model
+
+    return init_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
+
+
+@pytest.fixture
+def gen_task(monkeypatch) -> Task:
+    """The arithmetic task of tests/toy_task.py, registered as task "toy" (for configs)."""
+    from malt import tasks
+
+    monkeypatch.setitem(tasks.TASKS, "toy", "toy_task")
+    return tasks.get_task("toy")
+
+
+@pytest.fixture
+def toy_data(tmp_path) -> Path:
+    """A JSONL file of the eight questions of tests/toy_task.py."""
+    from toy_task import QUESTIONS
+
+    path = tmp_path / "toy.jsonl"
+    rows = [json.dumps({"question": q, "answer": a}) + "\n" for q, a in QUESTIONS]
+    path.write_text("".join(rows))
+    return path

@@ -17,8 +17,11 @@ from malt.errors import MaltError
 # subcommand -> (stage module, one-line help). Each module defines
 # `add_arguments(parser)` and `main(cfg, args) -> dict` (the summary printed at the end).
 COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("malt.stages.generate", "sample G -> V -> R trees for the training questions"),
     "label": ("malt.stages.label", "grade tree leaves, assign values and labels, write role datasets"),
     "train": ("malt.stages.train", "per-role LoRA SFT then DPO (TRL + PEFT) on the role datasets"),
+    "eval": ("malt.stages.eval", "run the paper's settings on the test split with majority vote"),
+    "report": ("malt.stages.report", "render Table 1 (Markdown) and an accuracy chart from eval results"),
     "demo": ("malt.stages.demo", "the whole pipeline on the embedded tiny model and arith task (CPU)"),
 }
 

@@ -33,6 +33,9 @@ class TaskConfig:
     limit_train: int | None = None  # first N training questions (None: all)
 
 
+EMBEDDED = "embedded"  # model name meaning the tiny base shipped with malt
+
+
 @dataclass
 class ModelsConfig:
     """Model per role: a local folder or a Hub id; `base` fills any role left empty."""
@@ -48,6 +51,10 @@ class ModelsConfig:
         model = getattr(self, role) or self.base
         if not model:
             raise MaltError(f"models.{role}: no model given (set models.base or models.{role})")
+        if model == EMBEDDED:
+            from malt.embedded import base_model_path
+
+            return str(base_model_path())
         return model
 
 
@@ -59,6 +66,7 @@ class BackendConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
     batch_size: int = 64  # sequences per forward pass (hf)
+    kv_cache: str = "static"  # hf: static (preallocated, written in place) | dynamic (grows)
     # vllm
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85
@@ -193,6 +201,8 @@ class EvalConfig:
     top_p: float = 1.0
     max_new_tokens: int = 512
     bootstrap_samples: int = 10000
+    confidence: float = 0.95  # two-sided level of the bootstrap interval
+    chunk_size: int = 64  # questions per resumable chunk of sampled chains
 
 
 @dataclass
@@ -217,6 +227,7 @@ class RunConfig:
 # Allowed values for string fields; checked after parsing.
 CHOICES: dict[str, tuple[str, ...]] = {
     "backend.name": ("hf", "vllm", "openai"),
+    "backend.kv_cache": ("static", "dynamic"),
     "credit.pooling": ("global", "local"),
     "data.format": ("jsonl", "parquet"),
     "train.report_to": ("none", "tensorboard", "wandb"),
@@ -333,6 +344,7 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.backend.batch_size >= 1, "backend.batch_size", "must be at least 1")
     _check(cfg.eval.chains >= 1, "eval.chains", "must be at least 1")
     _check(bool(cfg.eval.seeds), "eval.seeds", "needs at least one seed")
+    _validate_eval(cfg.eval)
     mp = cfg.data.max_pairs_per_parent
     _check(mp is None or mp >= 1, "data.max_pairs_per_parent", "must be at least 1 or null")
     _check(cfg.train.beta > 0, "train.beta", "must be > 0")
@@ -349,6 +361,25 @@ def validate(cfg: RunConfig) -> None:
         for name in ("sft_epochs", "dpo_epochs"):
             value = getattr(r, name)
             _check(value is None or value > 0, f"train.{role}.{name}", "must be > 0 or null")
+
+
+def _validate_eval(e: EvalConfig) -> None:
+    from malt.evaluate.methods import METHODS
+
+    known = ", ".join(METHODS)
+    for name in e.methods:
+        _check(name in METHODS, "eval.methods", f"unknown method {name!r} (known: {known})")
+    _check(bool(e.methods), "eval.methods", "needs at least one method")
+    _check(len(set(e.seeds)) == len(e.seeds), "eval.seeds", "must not repeat a seed")
+    _check(len(set(e.methods)) == len(e.methods), "eval.methods", "must not repeat a method")
+    _check(e.subset_size is None or e.subset_size >= 1, "eval.subset_size",
+           "must be at least 1 or null")
+    _check(e.temperature >= 0, "eval.temperature", "must be >= 0")
+    _check(0 < e.top_p <= 1, "eval.top_p", "must be in (0, 1]")
+    _check(e.max_new_tokens >= 1, "eval.max_new_tokens", "must be at least 1")
+    _check(e.bootstrap_samples >= 1, "eval.bootstrap_samples", "must be at least 1")
+    _check(0 < e.confidence < 1, "eval.confidence", "must be in (0, 1)")
+    _check(e.chunk_size >= 1, "eval.chunk_size", "must be at least 1")
 
 
 def _check(ok: bool, key: str, why: str) -> None:

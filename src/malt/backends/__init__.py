@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 
-from malt.backends.base import Backend, Completion, ModelSpec, SamplingParams
+from malt.backends.base import Backend, Completion, ModelSpec, SamplingParams, derive_seed
 from malt.config import BackendConfig
 from malt.errors import MaltError
 
@@ -29,9 +29,13 @@ def build_backend(
 ) -> Backend:
     """The backend named by `cfg.name`, serving `models[role]` for each role."""
     if cfg.name not in BACKENDS:
-        raise MaltError(f"backend.name: unknown backend {cfg.name!r} (known: {', '.join(BACKENDS)})")
+        known = ", ".join(BACKENDS)
+        raise MaltError(f"backend.name: unknown backend {cfg.name!r} (known: {known})")
     module = importlib.import_module(BACKENDS[cfg.name])
     return module.create(cfg, dict(models), trust_remote_code=trust_remote_code, revision=revision)
 
 
-__all__ = ["BACKENDS", "Backend", "Completion", "ModelSpec", "SamplingParams", "build_backend"]
+__all__ = [
+    "BACKENDS", "Backend", "Completion", "ModelSpec", "SamplingParams", "build_backend",
+    "derive_seed",
+]

@@ -8,6 +8,7 @@ backend allows; each backend documents its limits).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -40,6 +41,18 @@ class Completion:
     text: str
     num_tokens: int
     finish_reason: str  # "stop" (EOS or stop string) or "length"
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any parts (run seed, node id, sample index), stable across runs.
+
+    >>> derive_seed(0, "gsm8k-1a2b/g0", "v") == derive_seed(0, "gsm8k-1a2b/g0", "v")
+    True
+    >>> 0 <= derive_seed(1, 2) < 2**63
+    True
+    """
+    text = "\x1f".join(str(p) for p in parts)
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
 
 
 class Backend(Protocol):

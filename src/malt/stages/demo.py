@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from malt.config import RunConfig, save_config
+from malt.config import EMBEDDED, RunConfig, save_config
 from malt.io import write_json
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -51,6 +51,7 @@ def run(cfg: RunConfig, questions: int | None = None, test_questions: int = 200,
     from malt.stages import eval as eval_stage
     from malt.stages import generate, label, report, train
 
+    _quiet_libraries()
     run_dir = Path(cfg.run_dir)
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -85,7 +86,7 @@ def _resolve_base(cfg: RunConfig) -> None:
     """Point every role without its own model at the embedded base (built once if needed)."""
     from malt.embedded import base_model_path
 
-    if cfg.models.base in (None, "embedded"):
+    if cfg.models.base in (None, EMBEDDED):
         cfg.models.base = str(base_model_path())
 
 
@@ -100,6 +101,19 @@ def write_data(cfg: RunConfig, test_questions: int) -> None:
     arith.write_split(train_path, n_train, split="train", seed=cfg.seed)
     arith.write_split(test_path, test_questions, split="test", seed=cfg.seed)
     cfg.task.train, cfg.task.test = str(train_path), str(test_path)
+
+
+def _quiet_libraries() -> None:
+    """Keep the demo's terminal to malt's own progress: no per-dataset bars or deprecations."""
+    import warnings
+
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def _say(text: str) -> None:

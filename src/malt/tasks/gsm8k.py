@@ -105,6 +105,8 @@ def extract_answer(text: str) -> str | None:
     '7'
     >>> extract_answer("I am not sure.") is None
     True
+    >>> extract_answer("0/0") is None
+    True
     """
     # Most explicit marker first; a later one counts only when those before it name no number.
     markers = (
@@ -116,7 +118,8 @@ def extract_answer(text: str) -> str | None:
         if value is not None:
             return canonical_number(value)
     last = last_match(_NUMBER, text)
-    return canonical_number(parse_number(last.group(0))) if last else None
+    value = parse_number(last.group(0)) if last else None  # None also for "0/0"
+    return canonical_number(value) if value is not None else None
 
 
 def is_equivalent(pred: str, gold: str) -> bool:

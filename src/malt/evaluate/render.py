@@ -1,0 +1,237 @@
+"""Pure rendering of eval results: Table-1 Markdown and an accuracy bar chart.
+
+Inputs are the dicts `malt eval` writes to results.json (one per task) and, optionally, the
+label stage's summary.json; outputs are a Markdown string and a matplotlib Figure. Nothing
+here reads or writes files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from malt.records import ROLES
+
+Results = Mapping[str, Any]
+
+
+def pct(x: float) -> str:
+    """An accuracy in percent with one decimal.
+
+    >>> pct(0.5678)
+    '56.8'
+    """
+    return f"{100 * x:.1f}"
+
+
+def signed_pct(x: float) -> str:
+    """A difference in percentage points with its sign.
+
+    >>> signed_pct(0.031), signed_pct(-0.004), signed_pct(0.0)
+    ('+3.1', '-0.4', '+0.0')
+    """
+    return f"{100 * x:+.1f}"
+
+
+def method_order(results_list: Sequence[Results]) -> list[str]:
+    """Union of the methods of all results, first appearance first."""
+    order: list[str] = []
+    for res in results_list:
+        order += [m for m in res["order"] if m not in order]
+    return order
+
+
+def table_markdown(results_list: Sequence[Results]) -> str:
+    """Table 1: one row per method; per task, mean ± std accuracy and MALT minus it (CI)."""
+    head = ["Method"]
+    for res in results_list:
+        head += [f"{res['task']} acc. (%)", f"{res['task']}: MALT − method, {_level(res)} CI"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in method_order(results_list):
+        label = next(r["methods"][name]["label"] for r in results_list if name in r["methods"])
+        cells = [label]
+        for res in results_list:
+            m = res["methods"].get(name)
+            cells.append(f"{pct(m['mean'])} ± {pct(m['std'])}" if m else "–")
+            cells.append(_ci_cell(res, name))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _level(res: Results) -> str:
+    return f"{round(100 * res.get('confidence', 0.95))}%"
+
+
+def _ci_cell(res: Results, name: str) -> str:
+    comp = res.get("comparisons")
+    if not comp:
+        return "–"
+    if name == comp["reference"]:
+        return "(reference)"
+    ci = comp["vs"].get(name)
+    if ci is None:
+        return "–"
+    return f"{signed_pct(ci['diff'])} [{signed_pct(ci['ci_low'])}, {signed_pct(ci['ci_high'])}]"
+
+
+def setup_markdown(results_list: Sequence[Results]) -> str:
+    """One line per task: test set, questions, seeds, chains, unanswered counts."""
+    lines = []
+    for res in results_list:
+        per_seed = sorted(set(res["questions_per_seed"].values()))
+        no_answer = {n: sum(v["no_answer"] for v in m["per_seed"].values())
+                     for n, m in res["methods"].items()}
+        worst = max(no_answer, key=no_answer.get)
+        lines.append(
+            f"- **{res['task']}**: `{res['test']}` ({res['test_split']}, {res['test_questions']} "
+            f"questions); {'/'.join(map(str, per_seed))} questions per seed; seeds "
+            f"{', '.join(map(str, res['seeds']))}; {res['chains']} chains per vote; "
+            f"most unanswered votes: {worst} ({no_answer[worst]} over all seeds)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def refinement_markdown(results_list: Sequence[Results]) -> str:
+    """Per multi-agent method: how often V -> R turned G's wrong answer right, or right wrong."""
+    lines = ["| Task | Method | chains | single-chain acc. (%) | fixed (wrong → right) | "
+             "broken (right → wrong) | net |", "|---|---|---|---|---|---|---|"]
+    for res in results_list:
+        for name in res["order"]:
+            m = res["methods"][name]
+            seeds = list(m["per_seed"].values())
+            if not seeds or "fixed" not in seeds[0]:
+                continue
+            chains = sum(v["chains"] for v in seeds)
+            fixed, broken = sum(v["fixed"] for v in seeds), sum(v["broken"] for v in seeds)
+            acc = sum(v["chain_accuracy"] * v["chains"] for v in seeds) / chains if chains else 0
+            lines.append(f"| {res['task']} | {m['label']} | {chains} | {pct(acc)} | {fixed} | "
+                         f"{broken} | {fixed - broken:+d} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
+def leakage_markdown(results_list: Sequence[Results]) -> str:
+    """The split check and the question overlap with the training trees, per task."""
+    lines = []
+    for res in results_list:
+        leak = res.get("leakage", {})
+        ov = leak.get("overlap")
+        if ov is None:
+            found = "no training trees found to compare"
+        else:
+            found = (f"{ov['overlap']} of {ov['eval_questions']} test questions "
+                     f"({pct(ov['overlap_fraction'])}%) also appear among "
+                     f"{ov['training_questions']} training-tree questions")
+            if ov["examples"]:
+                found += f" (e.g. {', '.join(ov['examples'][:3])})"
+        sources = ", ".join(f"`{s}`" for s in leak.get("training_sources", [])) or "none recorded"
+        lines.append(f"- **{res['task']}**: trees generated from {sources}; {found}.")
+    return "\n".join(lines) + "\n"
+
+
+def role_data_markdown(summary: Any) -> str:
+    """The label stage's summary: its counts, then a statistic x role table for per-role counts.
+
+    >>> print(role_data_markdown({"trees": 2, "sft_rows": {"generator": 3, "refiner": 1}}), end="")
+    | statistic | value |
+    |---|---|
+    | trees | 2 |
+    <BLANKLINE>
+    | per role | generator | refiner |
+    |---|---|---|
+    | sft_rows | 3 | 1 |
+    """
+    if not isinstance(summary, Mapping):
+        return f"{_fmt(summary)}\n"
+    per_role = {k: v for k, v in summary.items() if k not in _SKIP and isinstance(v, Mapping)
+                and v and set(v) <= set(ROLES)}
+    flat = [(k, v) for k, v in _flatten(summary, "") if k.split(".")[0] not in {*_SKIP, *per_role}]
+    lines = ["| statistic | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in flat]
+    if per_role:
+        roles = [r for r in ROLES if any(r in v for v in per_role.values())]
+        lines += ["", "| per role | " + " | ".join(roles) + " |", "|---" * (len(roles) + 1) + "|"]
+        lines += [f"| {k} | " + " | ".join(_fmt(v.get(r, "")) for r in roles) + " |"
+                  for k, v in per_role.items()]
+    return "\n".join(lines) + "\n"
+
+
+_SKIP = {"files", "seconds"}  # output paths and timings are not role-data statistics
+
+
+def _flatten(obj: Any, prefix: str) -> list[tuple[str, Any]]:
+    if isinstance(obj, Mapping):
+        out = []
+        for k, v in obj.items():
+            out += _flatten(v, f"{prefix}{k}.") if isinstance(v, Mapping) else [(f"{prefix}{k}", v)]
+        return out
+    return [(prefix.rstrip(".") or "value", obj)]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def report_markdown(
+    results_list: Sequence[Results], label_summary: Any = None, chart: str | None = None
+) -> str:
+    """The whole report: Table 1, setup, leakage, chart link, role-data statistics."""
+    parts = ["# MALT evaluation\n\n", "## Table 1: accuracy (mean ± std over seeds)\n\n",
+             table_markdown(results_list),
+             "\nCI: paired bootstrap over (seed, question) of MALT's per-question correctness "
+             "minus the method's, in percentage points; positive means MALT is better.\n",
+             "\n## Setup\n\n", setup_markdown(results_list),
+             *_section("What the verifier and refiner do to the generator's answers",
+                       refinement_markdown(results_list)),
+             "\n## Test split and overlap with the training trees\n\n",
+             leakage_markdown(results_list)]
+    if chart:
+        parts += ["\n## Accuracy chart\n\n", f"![accuracy per method]({chart})\n"]
+    if label_summary is not None:
+        parts += ["\n## Role data (label stage)\n\n", role_data_markdown(label_summary)]
+    return "".join(parts)
+
+
+def _section(title: str, body: str) -> list[str]:
+    return [f"\n## {title}\n\n", body] if body else []
+
+
+def accuracy_figure(results_list: Sequence[Results]):
+    """Grouped bars of accuracy per method, error bars = std over seeds.
+
+    With several tasks each task has its colour; with one, each method source (base, STaR,
+    MALT) has its colour.
+    """
+    from matplotlib.figure import Figure
+
+    names = method_order(results_list)
+    fig = Figure(figsize=(max(6.0, 1.1 * len(names) + 2), 4.8), dpi=120)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(results_list))
+    colors = [f"C{i}" for i in range(10)]
+    for t, res in enumerate(results_list):
+        idx = [i for i, n in enumerate(names) if n in res["methods"]]
+        ms = [res["methods"][names[i]] for i in idx]
+        xs = [i + (t - (len(results_list) - 1) / 2) * width for i in idx]
+        if len(results_list) == 1:
+            sources = list(dict.fromkeys(m.get("source", "") for m in ms))
+            color = [colors[sources.index(m.get("source", "")) % 10] for m in ms]
+        else:
+            color = colors[t % 10]
+        bars = ax.bar(xs, [100 * m["mean"] for m in ms], width, color=color,
+                      yerr=[100 * m["std"] for m in ms], capsize=3, label=res["task"])
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+    labels = [next(r["methods"][n]["label"] for r in results_list if n in r["methods"])
+              for n in names]
+    ax.set_xticks(range(len(names)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 110)
+    ax.set_title("Accuracy per method (mean over seeds; error bars: std)")
+    if len(results_list) > 1:
+        ax.legend(title="task")
+    else:
+        ax.set_xlabel(f"task: {results_list[0]['task']}  (colour: base / STaR / MALT models)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,102 @@
+"""The eval folder on disk: cached chain chunks, per-method records, and resume settings.
+
+    <run_dir>/eval/settings.json                       what the results were made with
+    <run_dir>/eval/chains/<source>/seed<S>/chunk-NNNNN.jsonl   sampled chains, per chunk
+    <run_dir>/eval/records/<method>/seed<S>.jsonl      per-question records
+    <run_dir>/eval/results.json                        the table and the comparisons
+
+Every file is written atomically, so an interrupted run leaves only whole files behind and
+a rerun skips them: finished (method, seed) records are kept, finished chunks are reused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from malt.errors import MaltError
+from malt.evaluate.chains import Chain
+from malt.io import read_jsonl, write_json, write_jsonl
+from malt.records import Problem
+
+
+def records_path(eval_dir: Path, method: str, seed: int) -> Path:
+    return eval_dir / "records" / method / f"seed{seed}.jsonl"
+
+
+def chunk_path(eval_dir: Path, source: str, seed: int, index: int) -> Path:
+    return eval_dir / "chains" / source / f"seed{seed}" / f"chunk-{index:05d}.jsonl"
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """All records of one finished (method, seed) file."""
+    return [row for _, row in read_jsonl(path)]
+
+
+def records_complete(path: Path, problems: Sequence[Problem]) -> bool:
+    """Whether a records file exists and covers exactly these questions."""
+    if not path.is_file():
+        return False
+    return [r.get("id") for r in read_records(path)] == [p.id for p in problems]
+
+
+def write_records(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    write_jsonl(path, rows)
+
+
+def load_chunk(
+    path: Path, problems: Sequence[Problem], k: int, multi_agent: bool
+) -> list[list[Chain]] | None:
+    """A cached chunk when it covers these questions with enough chains, else None."""
+    if not path.is_file():
+        return None
+    rows = [row for _, row in read_jsonl(path)]
+    if [r.get("id") for r in rows] != [p.id for p in problems]:
+        return None
+    try:
+        chains = [[Chain.from_dict(c) for c in r["chains"]] for r in rows]
+    except (KeyError, TypeError):
+        return None  # a foreign or older layout: sample this chunk again
+    if any(len(cs) < k or (multi_agent and any(c.refiner is None for c in cs)) for cs in chains):
+        return None
+    return chains
+
+
+def save_chunk(path: Path, problems: Sequence[Problem], chains: Sequence[Sequence[Chain]]) -> None:
+    write_jsonl(path, ({"id": p.id, "chains": [c.to_dict() for c in cs]}
+                       for p, cs in zip(problems, chains, strict=True)))
+
+
+def check_settings(path: Path, settings: dict[str, Any]) -> None:
+    """Refuse to mix results made under other settings; record the settings on first use.
+
+    `settings["models"]` may grow (a source evaluated for the first time) but never change.
+    """
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise MaltError(f"{path}: not valid JSON ({e.msg})") from None
+        # The same test file under another path (a moved checkout) is still the same data.
+        same_data = old.get("test_sha256") is not None and old.get("test_sha256") == settings.get(
+            "test_sha256")
+        for key, value in settings.items():
+            if key == "models" or (key == "test" and same_data):
+                continue
+            if old.get(key) != value:
+                raise MaltError(
+                    f"{path}: earlier results used {key}={old.get(key)!r}, now {value!r}; "
+                    f"use a new run_dir or delete {path.parent} to start over"
+                )
+        models = dict(old.get("models", {}))
+        for source, specs in settings.get("models", {}).items():
+            if source in models and models[source] != specs:
+                raise MaltError(
+                    f"{path}: earlier {source} results used models {models[source]}, now "
+                    f"{specs}; delete {path.parent} to evaluate the new models"
+                )
+            models[source] = specs
+        settings = {**settings, "models": models}
+    write_json(path, settings)

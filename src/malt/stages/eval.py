@@ -1,0 +1,249 @@
+"""`malt eval`: the paper's settings on the test split, per-question records, results JSON.
+
+For each method source (base models, STaR SFT adapters, MALT final adapters) one backend is
+built and, per seed, k chains are sampled for every question in chunks of `eval.chunk_size`;
+each method's records are then read off those chains (see `malt.evaluate.methods`). Reruns
+resume: finished chunks and finished (method, seed) record files are kept and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm.auto import tqdm
+
+from malt.backends import Backend, ModelSpec, SamplingParams, build_backend
+from malt.config import RunConfig, save_config
+from malt.errors import MaltError
+from malt.evaluate import leakage, store
+from malt.evaluate.chains import Chain, run_chains
+from malt.evaluate.methods import Method, by_source, get_methods, source_specs
+from malt.evaluate.scoring import build_results, method_record, select_subset
+from malt.io import manifest, read_trees, sha256_file, write_json
+from malt.records import Problem
+from malt.tasks import get_task
+from malt.tasks.base import Task
+
+BackendFactory = Callable[[Mapping[str, ModelSpec]], Backend]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`malt eval` flags; settings come from the config and overrides (eval.methods=[sa,malt])."""
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """CLI entry: run the evaluation and return a short summary."""
+    results = run(cfg, progress=not args.no_progress)
+    return {
+        "results": str(cfg.stage_dir("eval") / "results.json"),
+        "accuracy": {n: f"{m['mean']:.3f} ± {m['std']:.3f}" for n, m in results["methods"].items()},
+        "overlap_with_training_trees": (results["leakage"].get("overlap") or {}).get("overlap"),
+    }
+
+
+def run(
+    cfg: RunConfig,
+    task: Task | None = None,
+    backend_factory: BackendFactory | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Evaluate `cfg.eval.methods` over `cfg.eval.seeds`; returns (and writes) results.json.
+
+    `task` and `backend_factory` replace `get_task(cfg.task.name)` and `build_backend`, for
+    tests and for callers that hold a backend already.
+    """
+    task = task or get_task(cfg.task.name)
+    # Methods that share chains grade the same answers again; checkers such as math-verify
+    # are slow, so remember each (pred, gold) verdict for the run.
+    task = dataclasses.replace(task, equivalent_fn=functools.lru_cache(maxsize=1 << 16)(
+        task.equivalent_fn))
+    factory = backend_factory or (lambda models: build_backend(
+        cfg.backend, models, trust_remote_code=cfg.models.trust_remote_code,
+        revision=cfg.models.revision))
+    methods = get_methods(cfg.eval.methods)
+    eval_dir = cfg.stage_dir("eval")
+    test, problems, leak = load_eval_set(cfg, task)
+    subsets = {s: select_subset(problems, cfg.eval.subset_size, s) for s in cfg.eval.seeds}
+    settings = base_settings(cfg, test)
+    store.check_settings(eval_dir / "settings.json", settings)
+    for source, group in by_source(methods).items():
+        pending = [(m, s) for m in group for s in cfg.eval.seeds
+                   if not store.records_complete(store.records_path(eval_dir, m.name, s),
+                                                 subsets[s])]
+        if pending:
+            evaluate_source(cfg, task, factory, source, pending, subsets, settings, progress)
+    records = {(m.name, s): store.read_records(store.records_path(eval_dir, m.name, s))
+               for m in methods for s in cfg.eval.seeds}
+    results = build_results(methods, records, cfg.eval.seeds, cfg.eval.bootstrap_samples,
+                            cfg.eval.confidence, cfg.seed)
+    results = {**header(cfg, task, test, problems, subsets), **results, "leakage": leak}
+    write_json(eval_dir / "results.json", results)
+    save_config(cfg, eval_dir / "config.yaml")
+    write_json(eval_dir / "manifest.json", manifest({
+        "stage": "eval", "settings": json.loads((eval_dir / "settings.json").read_text()),
+        "backend": cfg.backend.name, "methods": [m.name for m in methods]}))
+    return results
+
+
+def load_eval_set(
+    cfg: RunConfig, task: Task
+) -> tuple[leakage.Source, list[Problem], dict[str, Any]]:
+    """The test source, its problems, and the leakage findings; refuses the trees' split."""
+    test = eval_source(cfg, task)
+    leak = check_leakage(cfg, test)
+    problems = task.load(test.name, cfg.task.test_split, cfg.task.hub_config)
+    if not problems:
+        raise MaltError(f"task.test: {test.name} holds no questions")
+    leak["overlap"] = overlap(cfg, problems)
+    return test, problems, leak
+
+
+def eval_source(cfg: RunConfig, task: Task) -> leakage.Source:
+    """The evaluation set: `task.test` (or the task's Hub default) at `task.test_split`."""
+    name = cfg.task.test or task.default_hub_id
+    if not name:
+        raise MaltError("task.test: no test set given (a .jsonl/.parquet path or a Hub id)")
+    path = Path(name)
+    sha = sha256_file(path) if path.is_file() else None
+    return leakage.Source(name, cfg.task.test_split, sha)
+
+
+def check_leakage(cfg: RunConfig, test: leakage.Source) -> dict[str, Any]:
+    """Refuse the split the trees came from; say which records were compared."""
+    gen_dir = cfg.stage_dir("generate")
+    gen_cfg = _read_yaml(gen_dir / "config.yaml")
+    gen_manifest = _read_json(gen_dir / "manifest.json")
+    training = _unique([_hashed(s) for s in leakage.generated_sources(gen_cfg, gen_manifest)])
+    leakage.check_not_training_split(test, training, str(gen_dir))
+    if cfg.task.train:
+        own = _hashed(leakage.Source(cfg.task.train, cfg.task.train_split))
+        leakage.check_not_training_split(test, [own], "task.train")
+    return {"generate_record_found": gen_cfg is not None or gen_manifest is not None,
+            "training_sources": [s.name for s in training]}
+
+
+def _unique(sources: list[leakage.Source]) -> list[leakage.Source]:
+    """Drop sources that repeat an earlier one's content (config path and manifest hash)."""
+    out: list[leakage.Source] = []
+    for src in sources:
+        if not any(leakage.same_source(src, o) for o in out):
+            out.append(src)
+    return out
+
+
+def _hashed(src: leakage.Source) -> leakage.Source:
+    if src.sha256 is None and src.path is not None:
+        return leakage.Source(src.name, src.split, sha256_file(src.path))
+    return src
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise MaltError(f"{path}: not readable ({e})") from None
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise MaltError(f"{path}: not valid JSON ({e.msg})") from None
+
+
+def overlap(cfg: RunConfig, problems: Sequence[Problem]) -> dict[str, Any] | None:
+    """Question overlap between the training trees (when generated) and the test set."""
+    gen_dir = cfg.stage_dir("generate")
+    if not any(gen_dir.glob("trees-*.jsonl")):
+        return None
+    found = leakage.question_overlap((t.problem.question for t in read_trees(gen_dir)), problems)
+    if found["overlap"]:
+        print(f"malt eval: warning: {found['overlap']} of {len(problems)} test questions also "
+              f"appear in the training trees (e.g. {found['examples'][0]})", file=sys.stderr)
+    return found
+
+
+def base_settings(cfg: RunConfig, test: leakage.Source) -> dict[str, Any]:
+    """Everything that must match for earlier eval files to be reused."""
+    e = cfg.eval
+    return {"task": cfg.task.name, "test": test.name, "test_split": test.split,
+            "test_sha256": test.sha256, "subset_size": e.subset_size, "chains": e.chains,
+            "temperature": e.temperature, "top_p": e.top_p, "max_new_tokens": e.max_new_tokens}
+
+
+def header(cfg: RunConfig, task: Task, test: leakage.Source, problems: Sequence[Problem],
+           subsets: Mapping[int, Sequence[Problem]]) -> dict[str, Any]:
+    return {"task": task.name, "test": test.name, "test_split": test.split,
+            "test_sha256": test.sha256, "test_questions": len(problems),
+            "questions_per_seed": {str(s): len(p) for s, p in subsets.items()},
+            "seeds": list(cfg.eval.seeds), "chains": cfg.eval.chains,
+            "subset_size": cfg.eval.subset_size, "confidence": cfg.eval.confidence}
+
+
+def evaluate_source(
+    cfg: RunConfig,
+    task: Task,
+    factory: BackendFactory,
+    source: str,
+    pending: Sequence[tuple[Method, int]],
+    subsets: Mapping[int, Sequence[Problem]],
+    settings: dict[str, Any],
+    progress: bool = False,
+) -> None:
+    """Sample the chains one method source needs and write its pending record files."""
+    multi = any(m.multi_agent for m, _ in pending)
+    k = cfg.eval.chains if any(m.vote for m, _ in pending) else 1
+    roles = sorted({r for m, _ in pending for r in m.roles})
+    specs = source_specs(cfg, source, roles)
+    eval_dir = cfg.stage_dir("eval")
+    store.check_settings(eval_dir / "settings.json",
+                         {**settings, "models": {source: {r: asdict(s) for r, s in specs.items()}}})
+    backend = factory(specs)
+    try:
+        for seed in sorted({s for _, s in pending}):
+            bar = tqdm(total=len(subsets[seed]), unit="q", disable=not progress,
+                       desc=f"eval {source} models, seed {seed}")
+            with bar:
+                chains = sample_seed(cfg, task, backend, source, subsets[seed], k, multi, seed,
+                                     bar.update)
+            for m, s in pending:
+                if s == seed:
+                    rows = [method_record(m, p, cs, cfg.eval.chains, task)
+                            for p, cs in zip(subsets[seed], chains, strict=True)]
+                    store.write_records(store.records_path(eval_dir, m.name, seed), rows)
+    finally:
+        backend.close()
+
+
+def sample_seed(cfg: RunConfig, task: Task, backend: Backend, source: str,
+                problems: Sequence[Problem], k: int, multi: bool, seed: int,
+                done: Callable[[int], Any] = lambda n: None) -> list[list[Chain]]:
+    """Chains for every problem of one seed, chunk by chunk, reusing finished chunks."""
+    e, size = cfg.eval, cfg.eval.chunk_size
+    params = SamplingParams(temperature=e.temperature, top_p=e.top_p,
+                            max_new_tokens=e.max_new_tokens)
+    out: list[list[Chain]] = []
+    for index, start in enumerate(range(0, len(problems), size)):
+        chunk = problems[start:start + size]
+        path = store.chunk_path(cfg.stage_dir("eval"), source, seed, index)
+        chains = store.load_chunk(path, chunk, k, multi)
+        if chains is None:
+            chains = run_chains(backend, task, chunk, k, multi, params, seed)
+            store.save_chunk(path, chunk, chains)
+        out += chains
+        done(len(chunk))
+    return out

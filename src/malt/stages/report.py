@@ -1,0 +1,76 @@
+"""`malt report`: Table 1 as Markdown and an accuracy bar chart from `malt eval` results.
+
+Reads `<run_dir>/eval/results.json` (plus any `--results` files of other tasks, one column
+group each) and `<run_dir>/label/summary.json` when present; writes `<run_dir>/report/
+report.md` and `<run_dir>/report/accuracy.png`. Rendering itself is pure
+(`malt.evaluate.render`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from malt.config import RunConfig
+from malt.errors import MaltError
+from malt.evaluate.render import accuracy_figure, report_markdown
+from malt.io import atomic_open
+
+CHART = "accuracy.png"
+REQUIRED = ("task", "order", "methods", "seeds", "chains", "test", "test_split",
+            "test_questions", "questions_per_seed")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--results FILE ...`: more results.json files (other tasks) to report beside this run."""
+    parser.add_argument("--results", nargs="+", default=[], metavar="FILE",
+                        help="extra eval results.json files, e.g. of the run for another task")
+
+
+def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """CLI entry: render and write the report; returns the paths written."""
+    return run(cfg, extra=[Path(p) for p in getattr(args, "results", [])])
+
+
+def run(cfg: RunConfig, extra: list[Path] | None = None) -> dict[str, Any]:
+    """Write report.md and accuracy.png under `<run_dir>/report/`."""
+    paths = [cfg.stage_dir("eval") / "results.json", *(extra or [])]
+    results_list = [load_results(p) for p in paths]
+    label_path = cfg.stage_dir("label") / "summary.json"
+    label_summary = load_json(label_path) if label_path.is_file() else None
+    out = cfg.stage_dir("report")
+    out.mkdir(parents=True, exist_ok=True)
+    fig = accuracy_figure(results_list)
+    with atomic_open(out / CHART, "wb") as f:
+        fig.savefig(f, format="png")
+    text = report_markdown(results_list, label_summary, chart=CHART)
+    with atomic_open(out / "report.md") as f:
+        f.write(text)
+    return {"markdown": str(out / "report.md"), "chart": str(out / CHART),
+            "tasks": [r["task"] for r in results_list],
+            "role_data": str(label_path) if label_summary is not None else None}
+
+
+def load_json(path: Path) -> Any:
+    """Parse a JSON file; a missing or broken file is one clear error."""
+    if not path.is_file():
+        raise MaltError(f"{path}: not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise MaltError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """An eval results.json, checked for the fields the report reads."""
+    if not path.is_file():
+        raise MaltError(f"{path}: not found; run `malt eval` first")
+    res = load_json(path)
+    if not isinstance(res, dict):
+        raise MaltError(f"{path}: expected a JSON object of eval results")
+    for key in REQUIRED:
+        if key not in res:
+            raise MaltError(f"{path}: field {key!r} is missing (not a `malt eval` results file?)")
+    return res

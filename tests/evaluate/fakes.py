@@ -1,0 +1,90 @@
+"""A toy addition task and a deterministic fake Backend for eval tests (no model).
+
+The fake generator answers `a+b` plus a seeded offset (sometimes wrong, sometimes with no
+answer at all); the fake refiner repairs the generator's answer with a seeded coin, so
+multi-agent chains beat the generator alone and votes beat single chains on average.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+
+from malt.backends.base import Completion, SamplingParams
+from malt.records import GENERATOR, REFINER, Problem
+from malt.tasks.base import RolePrompts, Task, field_str, stable_id
+
+_ANSWER = re.compile(r"Answer:\s*(-?\d+)")
+_SUM = re.compile(r"What is (\d+)\+(\d+)\?")
+
+
+def _parse(row: dict, where: str) -> Problem:
+    q = field_str(row, "question", where)
+    return Problem(id=stable_id("toy", q), question=q, answer=str(row["answer"]), task="toy")
+
+
+def _extract(text: str) -> str | None:
+    m = _ANSWER.findall(text)
+    return m[-1] if m else None
+
+
+def _same(a: str, b: str) -> bool:
+    try:
+        return int(a) == int(b)
+    except ValueError:
+        return False
+
+
+TOY = Task(
+    name="toy",
+    parse_row=_parse,
+    extract_fn=_extract,
+    equivalent_fn=_same,
+    prompts=RolePrompts("Solve it.", "Check it.", "Fix it."),
+)
+
+
+def toy_rows(n: int, start: int = 0) -> list[dict]:
+    """Rows of the toy task: question 'What is a+b?' with its sum."""
+    return [{"question": f"What is {i}+{2 * i + 1}?", "answer": str(3 * i + 1)}
+            for i in range(start, start + n)]
+
+
+class FakeBackend:
+    """Seeded answers: generator right ~50%, refiner repairs ~60% of wrong answers."""
+
+    def __init__(self, specs=None, fail_after: int | None = None):
+        self.specs = dict(specs or {})
+        self.calls: list[tuple[str, int, int]] = []  # (role, prompts, n)
+        self.fail_after = fail_after
+        self.closed = False
+
+    def generate(self, role: str, prompts: Sequence, params: SamplingParams,
+                 seeds: Sequence[int]) -> list[list[Completion]]:
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            raise RuntimeError("fake backend failure")
+        self.calls.append((role, len(prompts), params.n))
+        out = []
+        for messages, seed in zip(prompts, seeds, strict=True):
+            a, b = map(int, _SUM.search(messages[-1]["content"]).groups())
+            rng = random.Random(seed)
+            out.append([Completion(self._text(role, a + b, messages, rng), 5, "stop")
+                        for _ in range(params.n)])
+        return out
+
+    def _text(self, role: str, total: int, messages, rng: random.Random) -> str:
+        if role == GENERATOR:
+            roll = rng.random()
+            if roll < 0.1:
+                return "I am not sure."
+            return f"Answer: {total if roll < 0.55 else total + rng.choice([1, 2])}"
+        if role == REFINER:
+            g = _extract(messages[-1]["content"].split("Critique:")[0])
+            if g is None or rng.random() < 0.6:
+                return f"Fixed. Answer: {total}"
+            return f"Keeping it. Answer: {g}"
+        return "Critique: check the sum."
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,259 @@
+"""`malt eval` with the toy task and a fake backend: every method, resume, leakage, errors."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from malt.config import load_config
+from malt.errors import MaltError
+from malt.io import read_jsonl, sha256_file, write_jsonl, write_trees
+from malt.records import Branching, Node, Tree
+from malt.stages import eval as eval_stage
+
+_spec = importlib.util.spec_from_file_location(
+    "eval_fakes", Path(__file__).resolve().parents[1] / "evaluate" / "fakes.py")
+fakes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fakes)
+TOY, FakeBackend, toy_rows = fakes.TOY, fakes.FakeBackend, fakes.toy_rows
+
+
+def adapter(path: Path) -> str:
+    path.mkdir(parents=True)
+    (path / "adapter_config.json").write_text("{}")
+    return str(path)
+
+
+def make_run(tmp_path, n=12, methods=None, **eval_overrides):
+    """A run dir with a toy test file and a train/models.json pointing at fake adapters."""
+    test = tmp_path / "test.jsonl"
+    write_jsonl(test, toy_rows(n))
+    run_dir = tmp_path / "run"
+    models = {role: {stage: {"model": "base-model",
+                             "adapter": adapter(run_dir / "train" / role / stage)}
+                     for stage in ("sft", "final")}
+              for role in ("generator", "verifier", "refiner")}
+    (run_dir / "train" / "models.json").write_text(json.dumps(models))
+    overrides = [f"run_dir={run_dir}", f"task.test={test}", "models.base=base-model",
+                 "eval.bootstrap_samples=500", "eval.chunk_size=5"]
+    if methods is not None:
+        overrides.append(f"eval.methods=[{','.join(methods)}]")
+    overrides += [f"eval.{k}={v}" for k, v in eval_overrides.items()]
+    return load_config(None, overrides)
+
+
+class Factory:
+    """Builds FakeBackends and remembers them (and which models they were given)."""
+
+    def __init__(self, fail_after=None):
+        self.built, self.fail_after = [], fail_after
+
+    def __call__(self, specs):
+        self.built.append(FakeBackend(specs, self.fail_after))
+        return self.built[-1]
+
+    def calls(self):
+        return [c for b in self.built for c in b.calls]
+
+
+def records(cfg, method, seed):
+    path = Path(cfg.run_dir) / "eval" / "records" / method / f"seed{seed}.jsonl"
+    return [r for _, r in read_jsonl(path)]
+
+
+def test_every_method_end_to_end(tmp_path):
+    cfg = make_run(tmp_path)
+    factory = Factory()
+    res = eval_stage.run(cfg, task=TOY, backend_factory=factory)
+    assert res["order"] == cfg.eval.methods and set(res["methods"]) == set(cfg.eval.methods)
+    # One backend per source (base, sft, final), each closed; trained sources get adapters.
+    has_adapter = [sorted({s.adapter is not None for s in b.specs.values()})
+                   for b in factory.built]
+    assert has_adapter == [[False], [True], [True]]
+    assert all(b.closed for b in factory.built)
+    assert Path(factory.built[2].specs["verifier"].adapter).parts[-2:] == ("verifier", "final")
+    for m in res["methods"].values():
+        accs = [v["accuracy"] for v in m["per_seed"].values()]
+        assert len(accs) == 3 and m["mean"] == pytest.approx(sum(accs) / 3)
+        assert all(v["n"] == 12 for v in m["per_seed"].values())
+    assert set(res["comparisons"]["vs"]) == set(cfg.eval.methods) - {"malt"}
+    assert res["comparisons"]["vs"]["sa"]["n_pairs"] == 36
+    assert res["test_sha256"] == sha256_file(cfg.task.test)
+    # The fake refiner repairs answers: MA beats SA on the same generator samples.
+    assert res["methods"]["ma"]["mean"] > res["methods"]["sa"]["mean"]
+
+
+def test_records_hold_chains_votes_and_correctness(tmp_path):
+    cfg = make_run(tmp_path, methods=["sa", "sa_mv", "ma", "ma_mv"], seeds="[0]")
+    res = eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    sa, sa_mv, ma, ma_mv = (records(cfg, m, 0) for m in ("sa", "sa_mv", "ma", "ma_mv"))
+    chains = [c for r in ma_mv for c in r["chains"]]
+    summary = res["methods"]["ma_mv"]["per_seed"]["0"]
+    assert summary["chains"] == 36 and "fixed" not in res["methods"]["sa"]["per_seed"]["0"]
+    assert summary["fixed"] == sum(c["correct"] and not c["generator_correct"] for c in chains)
+    assert summary["broken"] == sum(c["generator_correct"] and not c["correct"] for c in chains)
+    assert summary["fixed"] > 0
+    for r1, rv, rm, rmv in zip(sa, sa_mv, ma, ma_mv, strict=True):
+        assert len(r1["chains"]) == len(rm["chains"]) == 1 and len(rv["chains"]) == 3
+        # SA is the generator step of MA's chain 0; SA+MV votes over the generator answers.
+        assert r1["chains"][0]["generator"] == rm["chains"][0]["generator"]
+        assert set(rmv["chains"][0]) == {"generator", "generator_answer", "generator_correct",
+                                         "verifier", "refiner", "answer", "correct"}
+        for c in rmv["chains"]:
+            right = c["answer"] is not None and int(c["answer"]) == int(rmv["gold"])
+            assert c["correct"] == right
+        for rec in (r1, rv, rm, rmv):
+            vote, answers = rec["vote"], [c["answer"] for c in rec["chains"]]
+            assert rec["correct"] == (vote is not None and int(vote) == int(rec["gold"]))
+            assert rec["no_answer"] == (vote is None)
+            if vote is None:
+                assert all(a is None for a in answers)
+            else:
+                assert rec["votes"] == sum(a is not None and int(a) == int(vote) for a in answers)
+
+
+def test_subsets_differ_per_seed_and_share_within_a_seed(tmp_path):
+    cfg = make_run(tmp_path, n=20, methods=["sa", "malt"], subset_size=6)
+    res = eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    ids = {s: [r["id"] for r in records(cfg, "sa", s)] for s in (0, 1, 2)}
+    assert all(len(v) == 6 for v in ids.values()) and ids[0] != ids[1]
+    assert ids[0] == [r["id"] for r in records(cfg, "malt", 0)]
+    assert res["questions_per_seed"] == {"0": 6, "1": 6, "2": 6} and res["test_questions"] == 20
+
+
+def test_resume_keeps_finished_chunks_and_records(tmp_path):
+    cfg = make_run(tmp_path, methods=["sa", "ma_mv"], seeds="[0]")
+    # Dies on its 5th backend call: chunk 0 (3 calls) is saved, chunk 1 is not.
+    with pytest.raises(RuntimeError):
+        eval_stage.run(cfg, task=TOY, backend_factory=Factory(fail_after=4))
+    cache = Path(cfg.run_dir) / "eval" / "chains" / "base" / "seed0"
+    chunks = sorted(p.name for p in cache.iterdir())
+    assert chunks == ["chunk-00000.jsonl"]
+    again = Factory()
+    eval_stage.run(cfg, task=TOY, backend_factory=again)
+    assert [c[1] for c in again.calls() if c[0] == "generator"] == [5, 2]  # chunks 1 and 2 only
+    done = Path(cfg.run_dir) / "eval" / "records" / "sa" / "seed0.jsonl"
+    before = done.read_bytes()
+    third = Factory()
+    eval_stage.run(cfg, task=TOY, backend_factory=third)
+    assert third.built == [] and done.read_bytes() == before
+    # Adding a method reuses the cached chains of its source.
+    cfg.eval.methods = ["sa", "ma_mv", "ma"]
+    fourth = Factory()
+    res = eval_stage.run(cfg, task=TOY, backend_factory=fourth)
+    assert fourth.calls() == [] and "ma" in res["methods"]
+
+
+def test_changed_settings_are_refused(tmp_path):
+    cfg = make_run(tmp_path, methods=["sa"], seeds="[0]")
+    eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    cfg.eval.temperature = 0.9
+    with pytest.raises(MaltError, match="temperature"):
+        eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+
+
+def test_malformed_test_row_names_file_and_line(tmp_path):
+    cfg = make_run(tmp_path, methods=["sa"])
+    with open(cfg.task.test, "a") as f:
+        f.write('{"question": "", "answer": "1"}\n')
+    with pytest.raises(MaltError, match=r"test\.jsonl:13: field 'question' is empty"):
+        eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+
+
+def test_missing_training_outputs_are_clear_errors(tmp_path):
+    cfg = make_run(tmp_path, methods=["sa", "star_ma"], seeds="[0]")
+    models = Path(cfg.run_dir) / "train" / "models.json"
+    spec = json.loads(models.read_text())
+    spec["refiner"]["sft"]["adapter"] = str(tmp_path / "nowhere")
+    models.write_text(json.dumps(spec))
+    with pytest.raises(MaltError, match="nowhere is not a readable PEFT adapter"):
+        eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    models.unlink()
+    with pytest.raises(MaltError, match="models.json: not found; run `malt train`"):
+        eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    # The base methods that finished before the error are kept.
+    assert len(records(cfg, "sa", 0)) == 12
+
+
+def generate_record(cfg, train_source, trees=()):
+    gen = Path(cfg.run_dir) / "generate"
+    gen.mkdir(parents=True, exist_ok=True)
+    (gen / "config.yaml").write_text(yaml.safe_dump({"task": {"train": str(train_source)},
+                                                     "generate": {"split": "train"}}))
+    write_trees(gen / "trees-00000.jsonl", trees)
+
+
+def tree_for(row):
+    p = TOY.parse_row(row, "x")
+    g = Node(id=f"{p.id}/g0", role="generator", parent_id=None, prompt=[], completion="")
+    v = Node(id=f"{g.id}/v0", role="verifier", parent_id=g.id, prompt=[], completion="")
+    r = Node(id=f"{v.id}/r0", role="refiner", parent_id=v.id, prompt=[], completion="")
+    return Tree(problem=p, branching=Branching(1, 1, 1), nodes=[g, v, r])
+
+
+def test_refuses_the_split_the_trees_came_from(tmp_path):
+    cfg = make_run(tmp_path, methods=["sa"])
+    generate_record(cfg, cfg.task.test)
+    with pytest.raises(MaltError, match="split the training trees were generated from"):
+        eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    # A copy under another name is caught by its hash, recorded in the manifest only.
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(Path(cfg.task.test).read_bytes())
+    generate_record(cfg, tmp_path / "elsewhere.jsonl")
+    (Path(cfg.run_dir) / "generate" / "manifest.json").write_text(
+        json.dumps({"dataset": {"sha256": sha256_file(copy)}}))
+    cfg.task.test = str(copy)
+    with pytest.raises(MaltError, match="copy.jsonl is the split"):
+        eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+
+
+def test_reports_question_overlap_with_training_trees(tmp_path, capsys):
+    cfg = make_run(tmp_path, methods=["sa"], seeds="[0]")
+    train = tmp_path / "train.jsonl"
+    rows = toy_rows(3, start=10) + [dict(toy_rows(1, start=4)[0], question="what is 4+9? ")]
+    write_jsonl(train, rows)
+    generate_record(cfg, train, [tree_for(r) for r in rows])
+    res = eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    ov = res["leakage"]["overlap"]
+    assert (ov["overlap"], ov["eval_questions"], ov["training_questions"]) == (3, 12, 4)
+    assert "3 of 12 test questions also appear" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, field", [
+    ("eval.methods=[sa,best]", "eval.methods: unknown method 'best'"),
+    ("eval.seeds=[1,1]", "eval.seeds: must not repeat"),
+    ("eval.subset_size=0", "eval.subset_size"),
+    ("eval.confidence=1.5", "eval.confidence"),
+    ("eval.chunk_size=0", "eval.chunk_size"),
+])
+def test_bad_eval_config_names_the_field(override, field):
+    with pytest.raises(MaltError, match=field):
+        load_config(None, [override])
+
+
+def test_moved_test_file_with_the_same_bytes_resumes(tmp_path):
+    cfg = make_run(tmp_path, methods=["sa"], seeds="[0]")
+    eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    moved = tmp_path / "moved.jsonl"
+    moved.write_bytes(Path(cfg.task.test).read_bytes())
+    cfg.task.test = str(moved)
+    factory = Factory()
+    eval_stage.run(cfg, task=TOY, backend_factory=factory)
+    assert factory.built == []
+    moved.write_text(moved.read_text().replace("What is 0+1?", "What is 0+2?"))
+    with pytest.raises(MaltError, match="test_sha256"):
+        eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+
+
+def test_training_sources_are_listed_once(tmp_path):
+    cfg = make_run(tmp_path, methods=["sa"], seeds="[0]")
+    train = tmp_path / "train.jsonl"
+    write_jsonl(train, toy_rows(3, start=50))
+    generate_record(cfg, train)
+    (Path(cfg.run_dir) / "generate" / "manifest.json").write_text(
+        json.dumps({"dataset": {"path": str(train), "sha256": sha256_file(train)}}))
+    res = eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    assert res["leakage"]["training_sources"] == [str(train)]
+    assert res["leakage"]["overlap"]["overlap"] == 0
