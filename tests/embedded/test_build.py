@@ -28,19 +28,20 @@ def test_shipped_base_is_a_standard_folder():
     names = {f.name for f in ASSETS.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= names
     assert sum(f.stat().st_size for f in ASSETS.iterdir()) < 10 * 2**20
-    measured = _report()["probe"]
-    assert measured["chain_acc_sampled"] < 1.0  # an untrained G->V->R chain is not perfect
-    assert measured["generator_acc_greedy"] > 0.1  # it does arithmetic, if not well enough
 
 
-@pytest.mark.xfail(reason="the shipped base misses the target: G accuracy at T=0.7 is below "
-                          "30% and its verifier flags right and wrong answers alike",
-                   strict=False)
 def test_shipped_base_is_in_the_band():
     measured = _report()["probe"]
     assert BAND[0] <= measured["generator_acc"] <= BAND[1]
-    v = measured["verifier_sampled"]
-    assert v["tpr"] > v["fpr"] + 0.1  # the base verifier carries signal
+    assert measured["chain_acc_sampled"] < 1.0  # an untrained G->V->R chain is not perfect
+
+
+@pytest.mark.xfail(reason="the shipped base's verifier carries no signal yet: sampled it flags "
+                          "right and wrong answers alike, greedy it flags nothing",
+                   strict=False)
+def test_shipped_base_verifier_carries_signal():
+    v = _report()["probe"]["verifier_sampled"]
+    assert v["tpr"] > v["fpr"] + 0.1
 
 
 @pytest.mark.slow
@@ -53,8 +54,9 @@ def test_shipped_base_measures_as_reported():
     got = probe(model, tok, ProbeConfig(n=100, temperature=0.7, seed=11))
     reported = _report()["probe"]
     # 100 fresh test questions against the build's 300: agree up to sampling noise.
-    assert abs(got["generator_acc"] - reported["generator_acc"]) < 0.1
+    assert abs(got["generator_acc"] - reported["generator_acc"]) < 0.15
     assert abs(got["generator_acc_greedy"] - reported["generator_acc_greedy"]) < 0.12
+    assert BAND[0] - 0.1 <= got["generator_acc"] <= BAND[1] + 0.1
 
 
 @pytest.mark.slow

@@ -39,7 +39,7 @@ class BuildConfig:
     # default 0.02 it had not started after 350 (attention stays near uniform).
     size: TinySize = TinySize(initializer_range=0.06)
     mix: CorpusMix = CorpusMix()
-    max_steps: int = 3200
+    max_steps: int = 4800
     decay: float = 0.3  # the last 30% of max_steps anneal the learning rate to 5%
     batch_size: int = 16
     lr: float = 3e-3
