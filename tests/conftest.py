@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
 import pytest
 
 from malt.records import GENERATOR, REFINER, VERIFIER, Branching, Node, Problem, Tree, child_id
-from malt.tasks.base import RolePrompts, Task
+from malt.tasks.base import Task
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS_DIR = REPO / "tests"
@@ -27,27 +26,7 @@ def shared_data() -> Path:
     return Path(os.environ.get("MALT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-def _toy_row(row: dict, where: str) -> Problem:
-    return Problem(id=row["id"], question=row["q"], answer=row["a"], task="toy")
-
-
-def _toy_extract(text: str) -> str | None:
-    found = re.findall(r"ANSWER:\s*(\S+)", text)
-    return found[-1] if found else None
-
-
-TOY = Task(
-    name="toy",
-    parse_row=_toy_row,
-    extract_fn=_toy_extract,
-    equivalent_fn=lambda a, b: a.strip() == b.strip(),
-    prompts=RolePrompts("Solve.", "Critique.", "Refine."),
-)
-
-
-@pytest.fixture
-def toy_task() -> Task:
-    return TOY
+from toy_task import TASK as TOY  # noqa: E402 - needs TESTS_DIR on sys.path
 
 
 def make_tree(rewards: list[list[list[int]]], pid: str = "toy-1", gold: str = "7") -> Tree:

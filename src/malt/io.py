@@ -234,8 +234,8 @@ class DatasetWriter:
         self._tmp.unlink(missing_ok=True)
 
 
-def iter_tree_lines(path: str | os.PathLike) -> Iterator[tuple[str, Tree | MaltError]]:
-    """Like `read_trees`, but yields ("file:line", error) for a bad line and goes on."""
+def iter_tree_lines(path: str | os.PathLike) -> Iterator[Tree | MaltError]:
+    """Like `read_trees`, but yields a MaltError naming file:line for a bad line and goes on."""
     for file in tree_files(path):
         with file.open(encoding="utf-8") as f:
             for lineno, line in enumerate(f, start=1):
@@ -246,8 +246,8 @@ def iter_tree_lines(path: str | os.PathLike) -> Iterator[tuple[str, Tree | MaltE
                     row = json.loads(line)
                     if not isinstance(row, dict):
                         raise MaltError("expected a JSON object")
-                    yield where, Tree.from_dict(row)
+                    yield Tree.from_dict(row)
                 except json.JSONDecodeError as e:
-                    yield where, MaltError(f"{where}: not valid JSON ({e.msg})")
+                    yield MaltError(f"{where}: not valid JSON ({e.msg})")
                 except MaltError as e:
-                    yield where, MaltError(f"{where}: {e}")
+                    yield MaltError(f"{where}: {e}")

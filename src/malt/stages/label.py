@@ -49,7 +49,7 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         with atomic_open(out / "labels.jsonl") as labels:
-            for where, item in iter_tree_lines(source):
+            for item in iter_tree_lines(source):
                 if isinstance(item, MaltError):
                     errors.append(str(item))
                     continue
