@@ -106,7 +106,7 @@ def test_global_values_are_leaf_means_and_labels_monotone(rewards, threshold):
     for node in tree.nodes:
         assert 0.0 <= node.value <= 1.0
         assert node.label == (node.value > threshold)
-    for g, gnode in zip(rewards, tree.by_role(GENERATOR)):
+    for g, gnode in zip(rewards, tree.by_role(GENERATOR), strict=True):
         leaves = [r for v in g for r in v]
         assert gnode.value == pytest.approx(sum(leaves) / len(leaves))
     # Labels are monotone in value: a node valued at least as high as a positive is positive.

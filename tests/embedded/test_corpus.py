@@ -6,7 +6,14 @@ import random
 
 from malt.embedded.corpus import CorpusMix, claims, corpus, critique, refine
 from malt.records import GENERATOR, REFINER, VERIFIER
-from malt.tasks.arith import TASK, critique_flags, parse_question, parse_states, split_of
+from malt.tasks.arith import (
+    TASK,
+    critique_flags,
+    parse_question,
+    parse_states,
+    render_solution,
+    split_of,
+)
 
 
 def _question(chat) -> str:
@@ -61,12 +68,25 @@ def test_verifier_misses_and_invents_at_the_designed_rates():
     assert abs(inventions / 2000 - (1 - 0.9**3)) < 0.04
 
 
-def test_refiner_fixes_the_first_flagged_step_or_ignores_it():
+def test_verifier_rederives_its_own_chain():
+    mix = CorpusMix(v_miss=0.0, v_false=0.0)
+    p = parse_question("50+3-4+7")
+    text, checked = critique(random.Random(0), p, [54, 50, 57], mix)
+    assert checked == p.values()  # its own chain, not G's
+    assert [m for _, _, m in parse_states(text)] == ["ok", "no", "no", "no"]
+    assert text.endswith("Wrong at step 1.")
+    # Every critique line has the width of G's lines: V's line k sits a fixed distance after
+    # G's line k in the verifier's context, and after its own line k-1.
+    g_text = render_solution(p.start, p.steps, [54, 50, 57])
+    assert {len(x) for x in text.splitlines()[:-1]} == {len(x) for x in g_text.splitlines()[:-1]}
+
+
+def test_refiner_follows_the_verifier_or_ignores_it():
     mix = CorpusMix(r_ignore=0.25, g_slip=0.0)
     rng = random.Random(2)
     p = parse_question("50+3-4+7")
     claimed = [54, 50, 57]
-    checked = [53, 50, 57]  # V flags step 1 with the right value
+    checked = p.values()  # V flags step 1 and re-derives the rest
     outcomes = [refine(rng, p, claimed, checked, mix) for _ in range(2000)]
     fixed = sum(o == p.values() for o in outcomes)
     copied = sum(o == claimed for o in outcomes)
@@ -80,7 +100,7 @@ def test_examples_follow_the_role_formats():
         p = parse_question(_question(chat))
         if role == VERIFIER:
             assert critique_flags(answer) is not None
-            assert len(parse_states(answer)) == len(p.steps)  # one check per step
+            assert len(parse_states(answer)) == len(p.steps) + 1  # the question, each step
         else:
             assert TASK.extract_answer(answer) is not None
             assert len(parse_states(answer)) == len(p.steps) + 1  # the question, then each step

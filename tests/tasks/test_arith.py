@@ -73,19 +73,22 @@ def test_solution_and_critique_formats():
     p = Arith(47, (("+", 8), ("-", 3), ("+", 5)))
     assert p.question == "47+8-3+5" and p.answer == 57
     good = render_solution(p.start, p.steps, p.values())
-    assert good.splitlines() == [" 47+8-3+5", "   55-3+5", "     52+5", "       57", "Answer: 57"]
+    assert good.splitlines() == ["    47+8-3+5", "      55-3+5", "        52+5", "          57",
+                                 "Answer: 57"]
     bad = render_solution(p.start, p.steps, [55, 53, 58])  # slip in step 2, chained after
     assert [v for v, _, _ in parse_states(bad)] == [47, 55, 53, 58]
     assert extract_answer(bad) == "58"
     # Every line has the same width, so each step sits right below the line it came from.
     assert len({len(line) for line in good.splitlines()[:-1]}) == 1
-    lines = [critique_line(55, p.steps[1:], 3, 55), critique_line(52, p.steps[2:], 3, 53),
-             critique_line(58, (), 3, 58)]
+    lines = [critique_line(47, p.steps, 3, 47), critique_line(55, p.steps[1:], 3, 55),
+             critique_line(52, p.steps[2:], 3, 53), critique_line(57, (), 3, 58)]
     crit = render_critique(lines)
-    assert crit == "55-3+5 ok\n  52+5 no\n    58 ok\nWrong at step 2."
+    assert crit == " 47+8-3+5 ok\n   55-3+5 ok\n     52+5 no\n       57 no\nWrong at step 2."
     assert critique_flags(crit) is True
-    assert critique_flags(render_critique(lines[:1])) is False
-    assert [m for _, _, m in parse_states(crit)] == ["ok", "no", "ok"]
+    assert critique_flags(render_critique(lines[:2])) is False
+    assert [m for _, _, m in parse_states(crit)] == ["ok", "ok", "no", "no"]
+    # V's lines are as wide as G's, so line k of each sits at the same stride.
+    assert {len(x) for x in crit.splitlines()[:-1]} == {len(x) for x in good.splitlines()[:-1]}
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,12 @@ a mediocre base that MALT can improve:
 
 - G slips: each step's result is wrong with probability `g_slip` (off by 1, 2 or 10, the
   usual carry slips), and later steps chain from the wrong value.
-- V misses or invents: a wrong step is marked `ok` with probability `v_miss`; a right step is
-  flagged with probability `v_false` (V's own recomputation slipped).
-- R fails: with probability `r_ignore` it copies G's answer despite a flagged step, and its
-  recomputed steps slip like G's.
+- V re-derives the solution line by line and marks each line against G's. It misses: at the
+  first line where G went wrong, it adopts G's value with probability `v_miss` (and so agrees
+  from there on). It invents: each of its own steps slips with probability `v_false`, which
+  flags a right answer.
+- R follows V: when V flags a line it writes V's re-derived lines; with probability
+  `r_ignore` it copies G's answer despite the flag.
 
 Only train-split questions are used, so the base never sees a test question.
 """
@@ -40,14 +42,14 @@ _SLIPS = (-10, -2, -1, 1, 2, 10)
 class CorpusMix:
     """Role shares and imperfection rates of the corpus."""
 
-    generator: float = 0.5  # share of examples per role (normalised)
-    verifier: float = 0.3
+    generator: float = 0.45  # share of examples per role (normalised)
+    verifier: float = 0.35
     refiner: float = 0.2
     g_slip: float = 0.12  # per-step slip of G (and of R's recomputed steps)
     checked_slip: float = 0.25  # per-step slip of the G answers that V and R examples see
-    v_miss: float = 0.2  # V marks a wrong step ok
-    v_false: float = 0.05  # V flags a right step
-    r_ignore: float = 0.15  # R copies G despite a flagged step
+    v_miss: float = 0.3  # V adopts G's value where G first went wrong
+    v_false: float = 0.05  # V's own step slips
+    r_ignore: float = 0.2  # R copies G despite a flagged line
     min_steps: int = 3
     max_steps: int = 3
 
@@ -74,28 +76,35 @@ def claims(rng: random.Random, p: Arith, rate: float, start: int | None = None,
 
 def critique(rng: random.Random, p: Arith, claimed: list[int], mix: CorpusMix
              ) -> tuple[str, list[int]]:
-    """V's critique text of G's `claimed` results, and V's own checked value per step."""
-    lines, checked, value = [], [], p.start
-    for k, ((op, d), c) in enumerate(zip(p.steps, claimed, strict=True)):
+    """V's critique of G's `claimed` results, and V's own value per step.
+
+    V restates the question (line 0), then chains its own steps, marking each against G's.
+    """
+    n = len(p.steps)
+    lines = [critique_line(p.start, p.steps, n, p.start)]
+    checked: list[int] = []
+    value, agreed = p.start, True
+    for k, ((op, d), c) in enumerate(zip(p.steps, claimed, strict=True), start=1):
         truth = apply(value, op, d)
-        if c != truth:
-            v = c if rng.random() < mix.v_miss else truth
+        if agreed and c != truth and rng.random() < mix.v_miss:
+            v = c
+        elif rng.random() < mix.v_false:
+            v = slip(rng, truth)
         else:
-            v = slip(rng, truth) if rng.random() < mix.v_false else truth
-        lines.append(critique_line(v, p.steps[k + 1:], len(p.steps), c))
+            v = truth
+        agreed = agreed and v == c
+        lines.append(critique_line(v, p.steps[k:], n, c))
         checked.append(v)
-        value = c  # each step is checked locally, from G's own previous claim
+        value = v
     return render_critique(lines), checked
 
 
 def refine(rng: random.Random, p: Arith, claimed: list[int], checked: list[int],
            mix: CorpusMix) -> list[int]:
-    """R's results: G's steps up to V's first flag, V's value there, then recomputed."""
-    flagged = [i for i, (c, v) in enumerate(zip(claimed, checked, strict=True)) if c != v]
-    if not flagged or rng.random() < mix.r_ignore:
+    """R's results: V's lines when V flagged one (unless R ignores it), else G's."""
+    if checked == claimed or rng.random() < mix.r_ignore:
         return list(claimed)
-    k = flagged[0]
-    return claims(rng, p, mix.g_slip, given=[*claimed[:k], checked[k]])
+    return list(checked)
 
 
 def example(rng: random.Random, role: str, p: Arith, mix: CorpusMix) -> Messages:

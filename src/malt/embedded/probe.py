@@ -12,7 +12,7 @@ from typing import Any
 from malt.records import GENERATOR, REFINER, VERIFIER, Messages, Problem
 from malt.tasks.arith import TASK, critique_flags, generate, iter_problems
 
-MAX_NEW = {GENERATOR: 64, VERIFIER: 96, REFINER: 64}
+MAX_NEW = {GENERATOR: 80, VERIFIER: 96, REFINER: 80}
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,15 @@ def rates(flags: list[bool | None], correct: list[int]) -> dict[str, Any]:
     }
 
 
-def generator_accuracy(model, tok, problems: list[Problem], temperature: float | None,
-                       seed: int) -> float:
-    """G's accuracy on `problems`, one sample each (`temperature=None`: greedy)."""
-    texts = complete(model, tok, _chats(GENERATOR, problems), GENERATOR, temperature, seed)
-    return _mean(_grade(texts, problems))
+def dev_check(model, tok, problems: list[Problem], temperature: float, seed: int
+              ) -> dict[str, float]:
+    """G's sampled accuracy and V's sampled TPR/FPR on G's answers (the build's stop check)."""
+    g = complete(model, tok, _chats(GENERATOR, problems), GENERATOR, temperature, seed)
+    g_ok = _grade(g, problems)
+    v = complete(model, tok, _chats(VERIFIER, problems, g), VERIFIER, temperature, seed + 1)
+    r = rates([critique_flags(x) for x in v], g_ok)
+    return {"dev_generator_acc": _mean(g_ok), "dev_verifier_tpr": r["tpr"],
+            "dev_verifier_fpr": r["fpr"]}
 
 
 def probe(model, tok, cfg: ProbeConfig = ProbeConfig()) -> dict[str, Any]:

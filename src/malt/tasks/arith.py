@@ -6,14 +6,21 @@ character per token. Every correct running value stays within 10..99 and no step
 within a problem. The split of a problem is a hash of its canonical text, so train and test
 can never share a question, whatever the seeds.
 
-Role formats: one step per line, each line the state after that step, right-aligned so each
-step and each check is a local computation on the line above:
+Role formats: one step per line, each line the state after that step, right-aligned so that
+every line has the same width and each step is a local computation on the line above it:
 
-    G and R:   47+8-3+5      V (checks each step from G's line above it):
-                 55-3+5          55-3+5 ok
-                   52+5            52+5 ok
-                     58              57 no
-              Answer: 58     Wrong at step 3.
+    G and R:      47+8-3+5      V (re-derives each line, marks it against G's line):
+                    55-3+5       47+8-3+5 ok
+                      52+5         55-3+5 ok
+                        58           52+5 ok
+              Answer: 58               57 no
+                                 Wrong at step 3.
+
+V's lines have the width of G's, so V computes its line k from its own line k-1 exactly as G
+does (the same relative positions), and each mark compares with G's line k at a fixed
+distance back. Checking therefore reuses the solving skill plus a fixed-offset comparison,
+which a tiny model can learn; a critique that checked each step from G's previous line would
+need a lookup whose distance grows with the step.
 """
 
 from __future__ import annotations
@@ -173,21 +180,24 @@ def state(value: int, steps_left: tuple[Step, ...]) -> str:
 
 
 def width(n_steps: int) -> int:
-    """Width of a G/R solution line: the question plus one column of margin."""
+    """Width of a state: the question plus one column of margin."""
     return 2 * n_steps + 3
+
+
+MARK_WIDTH = 3  # " ok" / " no" after a critique line's state; G/R lines are padded to match
 
 
 def render_solution(start: int, steps: tuple[Step, ...], results: list[int]) -> str:
     """A G/R solution: the question, then the state after each claimed result, then the answer.
 
     >>> print(render_solution(47, (("+", 8), ("-", 3), ("+", 5)), [55, 52, 57]))
-     47+8-3+5
-       55-3+5
-         52+5
-           57
+        47+8-3+5
+          55-3+5
+            52+5
+              57
     Answer: 57
     """
-    w = width(len(steps))
+    w = width(len(steps)) + MARK_WIDTH
     lines = [state(start, steps).rjust(w)]
     lines += [state(r, steps[k:]).rjust(w) for k, r in enumerate(results, start=1)]
     lines.append(f"Answer: {results[-1]}")
@@ -214,25 +224,27 @@ def parse_states(text: str) -> list[tuple[int, str, str | None]]:
 
 
 def critique_line(value: int, steps_left: tuple[Step, ...], n_steps: int, claimed: int) -> str:
-    """V's check of one step: its own state after the step, then `ok` or `no` vs G's claim.
+    """One line of V's re-derivation: its own state, then `ok` or `no` against G's claim.
 
     >>> critique_line(52, (("+", 5),), 3, 53)
-    '  52+5 no'
+    '     52+5 no'
     """
     mark = OK if value == claimed else NOT
-    return f"{state(value, steps_left).rjust(2 * n_steps)} {mark}"
+    return f"{state(value, steps_left).rjust(width(n_steps))} {mark}"
 
 
 def render_critique(lines: list[str]) -> str:
-    """A full critique: the step checks, then a verdict naming the first flagged step.
+    """A full critique: V's lines (line 0 restates the question), then a verdict naming the
+    first line marked `no` (step k is line k).
 
-    >>> print(render_critique(["55-3+5 ok", "  52+5 no", "    57 ok"]))
-    55-3+5 ok
-      52+5 no
-        57 ok
+    >>> print(render_critique([" 47+8-3+5 ok", "   55-3+5 ok", "     52+5 no", "       57 no"]))
+     47+8-3+5 ok
+       55-3+5 ok
+         52+5 no
+           57 no
     Wrong at step 2.
     """
-    flagged = [i for i, line in enumerate(lines, start=1) if line.endswith(f" {NOT}")]
+    flagged = [i for i, line in enumerate(lines) if line.endswith(f" {NOT}")]
     verdict = f"Wrong at step {flagged[0]}." if flagged else RIGHT
     return "\n".join([*lines, verdict])
 
