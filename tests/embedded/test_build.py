@@ -36,8 +36,8 @@ def test_shipped_base_is_in_the_band():
     assert measured["chain_acc_sampled"] < 1.0  # an untrained G->V->R chain is not perfect
 
 
-@pytest.mark.xfail(reason="the shipped base's verifier carries no signal yet: sampled it flags "
-                          "right and wrong answers alike, greedy it flags nothing",
+@pytest.mark.xfail(reason="the shipped base's verifier carries no signal yet: it copies G's "
+                          "lines, so sampled it flags right and wrong answers alike",
                    strict=False)
 def test_shipped_base_verifier_carries_signal():
     v = _report()["probe"]["verifier_sampled"]
