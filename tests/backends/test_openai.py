@@ -123,27 +123,23 @@ def test_a_missing_key_for_the_hosted_api_is_a_clear_error(monkeypatch):
         _backend(None)
 
 
+def _stage_config(tmp_path, toy_data, url):
+    """A toy generate run against the server at `url`, one retry, two-question chunks."""
+    return load_config(None, [
+        f"run_dir={tmp_path / 'run'}", "task.name=toy", f"task.train={toy_data}",
+        "models.base=toy-model", "backend.name=openai", f"backend.base_url={url}",
+        "backend.api_key_env=MALT_TEST_KEY", "backend.max_retries=1", "generate.chunk_size=2",
+        *[f"generate.{r}.n=2" for r in ROLES],
+    ])
+
+
 def test_generate_stage_keeps_finished_shards_when_the_server_gives_up(
     gen_task, toy_data, tmp_path
 ):
     from malt.stages import generate
 
     with FaultServer(fail_after=14) as server:  # exactly the first chunk: 2 + 4 + 8 requests
-        cfg = load_config(
-            None,
-            [
-                f"run_dir={tmp_path / 'run'}",
-                "task.name=toy",
-                f"task.train={toy_data}",
-                "models.base=toy-model",
-                "backend.name=openai",
-                f"backend.base_url={server.url}",
-                "backend.api_key_env=MALT_TEST_KEY",
-                "backend.max_retries=1",
-                "generate.chunk_size=2",
-                *[f"generate.{r}.n=2" for r in ROLES],
-            ],
-        )
+        cfg = _stage_config(tmp_path, toy_data, server.url)
         with pytest.raises(MaltError, match="HTTP 500"):
             generate.run(cfg, progress=False)
         assert set(server.auth) == {"Bearer " + SECRET}  # the key travels only as the header
@@ -152,24 +148,7 @@ def test_generate_stage_keeps_finished_shards_when_the_server_gives_up(
     for path in out.iterdir():
         assert SECRET not in path.read_text()
     with FaultServer() as server:  # the server is back: resume finishes the run
-        summary = generate.run(
-            load_config(
-                None,
-                [
-                    f"run_dir={tmp_path / 'run'}",
-                    "task.name=toy",
-                    f"task.train={toy_data}",
-                    "models.base=toy-model",
-                    "backend.name=openai",
-                    f"backend.base_url={server.url}",
-                    "backend.api_key_env=MALT_TEST_KEY",
-                    "backend.max_retries=1",
-                    "generate.chunk_size=2",
-                    *[f"generate.{r}.n=2" for r in ROLES],
-                ],
-            ),
-            progress=False,
-        )
+        summary = generate.run(_stage_config(tmp_path, toy_data, server.url), progress=False)
     assert summary["trees"] == 8 and summary["generated_now"]["generations"] == 3 * 28
 
 

@@ -23,18 +23,6 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 ROOT = SRC.parent
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from malt.embedded.tiny import init_model
-
-    return init_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
-
-
 def write_config(tmp_path: Path, base: Path, **train_kw) -> Path:
     """A run config for a tiny model: small batches, few epochs, frequent checkpoints."""
     section = {"batch_size": 4, "logging_steps": 1, "max_length": 128, "save_steps": 2,
