@@ -73,6 +73,17 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; a missing or broken file is one clear error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise MaltError(f"{path}: not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise MaltError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_open(path) as f:
         json.dump(obj, f, indent=2, ensure_ascii=False)

@@ -10,7 +10,6 @@ That keeps comparisons paired and costs one generation per source.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from malt.backends.base import ModelSpec
 from malt.config import RunConfig
 from malt.errors import MaltError
+from malt.io import read_json
 from malt.records import GENERATOR, ROLES
 
 BASE, SFT, FINAL = "base", "sft", "final"
@@ -85,10 +85,7 @@ def load_trained(path: Path) -> dict[str, Any]:
             f"{path}: not found; run `malt train` first or drop the star_*/malt* methods "
             "from eval.methods"
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise MaltError(f"{path}: not valid JSON ({e.msg})") from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise MaltError(f"{path}: expected a mapping of role -> specs")
     return data

@@ -11,14 +11,13 @@ a rerun skips them: finished (method, seed) records are kept, finished chunks ar
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from malt.errors import MaltError
 from malt.evaluate.chains import Chain
-from malt.io import read_jsonl, write_json, write_jsonl
+from malt.io import read_json, read_jsonl, write_json, write_jsonl
 from malt.records import Problem
 
 
@@ -75,10 +74,7 @@ def check_settings(path: Path, settings: dict[str, Any]) -> None:
     `settings["models"]` may grow (a source evaluated for the first time) but never change.
     """
     if path.is_file():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise MaltError(f"{path}: not valid JSON ({e.msg})") from None
+        old = read_json(path)
         # The same test file under another path (a moved checkout) is still the same data.
         same_data = old.get("test_sha256") is not None and old.get("test_sha256") == settings.get(
             "test_sha256")

@@ -28,7 +28,7 @@ from malt.evaluate import leakage, store
 from malt.evaluate.chains import Chain, run_chains
 from malt.evaluate.methods import Method, by_source, get_methods, source_specs
 from malt.evaluate.scoring import build_results, method_record, select_subset
-from malt.io import manifest, read_trees, sha256_file, write_json
+from malt.io import manifest, read_json, read_trees, sha256_file, write_json
 from malt.records import Problem
 from malt.tasks import get_task
 from malt.tasks.base import Task
@@ -122,7 +122,8 @@ def check_leakage(cfg: RunConfig, test: leakage.Source) -> dict[str, Any]:
     """Refuse the split the trees came from; say which records were compared."""
     gen_dir = cfg.stage_dir("generate")
     gen_cfg = _read_yaml(gen_dir / "config.yaml")
-    gen_manifest = _read_json(gen_dir / "manifest.json")
+    manifest_path = gen_dir / "manifest.json"
+    gen_manifest = read_json(manifest_path) if manifest_path.is_file() else None
     training = _unique([_hashed(s) for s in leakage.generated_sources(gen_cfg, gen_manifest)])
     leakage.check_not_training_split(test, training, str(gen_dir))
     if cfg.task.train:
@@ -154,15 +155,6 @@ def _read_yaml(path: Path) -> Any:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise MaltError(f"{path}: not readable ({e})") from None
-
-
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise MaltError(f"{path}: not valid JSON ({e.msg})") from None
 
 
 def overlap(cfg: RunConfig, problems: Sequence[Problem]) -> dict[str, Any] | None:

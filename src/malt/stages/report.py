@@ -9,14 +9,13 @@ report.md` and `<run_dir>/report/accuracy.png`. Rendering itself is pure
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from malt.config import RunConfig
 from malt.errors import MaltError
 from malt.evaluate.render import accuracy_figure, report_markdown
-from malt.io import atomic_open
+from malt.io import atomic_open, read_json
 
 CHART = "accuracy.png"
 REQUIRED = ("task", "order", "methods", "seeds", "chains", "test", "test_split",
@@ -39,7 +38,7 @@ def run(cfg: RunConfig, extra: list[Path] | None = None) -> dict[str, Any]:
     paths = [cfg.stage_dir("eval") / "results.json", *(extra or [])]
     results_list = [load_results(p) for p in paths]
     label_path = cfg.stage_dir("label") / "summary.json"
-    label_summary = load_json(label_path) if label_path.is_file() else None
+    label_summary = read_json(label_path) if label_path.is_file() else None
     out = cfg.stage_dir("report")
     out.mkdir(parents=True, exist_ok=True)
     fig = accuracy_figure(results_list)
@@ -53,21 +52,11 @@ def run(cfg: RunConfig, extra: list[Path] | None = None) -> dict[str, Any]:
             "role_data": str(label_path) if label_summary is not None else None}
 
 
-def load_json(path: Path) -> Any:
-    """Parse a JSON file; a missing or broken file is one clear error."""
-    if not path.is_file():
-        raise MaltError(f"{path}: not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise MaltError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-
-
 def load_results(path: Path) -> dict[str, Any]:
     """An eval results.json, checked for the fields the report reads."""
     if not path.is_file():
         raise MaltError(f"{path}: not found; run `malt eval` first")
-    res = load_json(path)
+    res = read_json(path)
     if not isinstance(res, dict):
         raise MaltError(f"{path}: expected a JSON object of eval results")
     for key in REQUIRED:
