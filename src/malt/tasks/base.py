@@ -47,6 +47,13 @@ class Task:
     prompts: RolePrompts
     default_hub_id: str | None = None
     default_hub_config: str | None = None
+    # What later roles see of earlier outputs: `{generator}` and `{critique}` in the
+    # templates are these views of the texts (None: the whole text, the paper's setting).
+    generator_view: Callable[[str], str] | None = None
+    critique_view: Callable[[str], str] | None = None
+    # The answer a critique states itself, where the task's verifier states one (turn-wise
+    # accuracy after V); None: critiques state no answer.
+    critique_answer_fn: Callable[[str], str | None] | None = None
 
     def load(
         self,
@@ -79,6 +86,10 @@ class Task:
         """Whether two answer strings mean the same answer for this task."""
         return self.equivalent_fn(pred, gold)
 
+    def critique_answer(self, text: str) -> str | None:
+        """The answer a critique states itself, or None (also for tasks whose V states none)."""
+        return None if self.critique_answer_fn is None else self.critique_answer_fn(text)
+
     def reward(self, completion: str, problem: Problem) -> int:
         """1 when the completion's final answer matches the problem's gold answer, else 0."""
         pred = self.extract_answer(completion)
@@ -104,6 +115,10 @@ class Task:
             system, user = p.refiner_system, p.refiner_user
         else:
             raise MaltError(f"unknown role {role!r}")
+        if generator is not None and self.generator_view is not None:
+            generator = self.generator_view(generator)
+        if critique is not None and self.critique_view is not None:
+            critique = self.critique_view(critique)
         content = user.format(question=problem.question, generator=generator, critique=critique)
         return [{"role": "system", "content": system}, {"role": "user", "content": content}]
 
