@@ -1,7 +1,8 @@
 """The `malt` command: one subcommand per stage, each `--config run.yaml [key=value ...]`.
 
 Every subcommand is short and linear: load the config, call the stage's `run`, print its
-summary. The same `run` functions are the Python API (`malt.stages.<stage>.run(cfg)`).
+summary as JSON (`malt demo` prints tables for a person instead). The same `run` functions
+are the Python API (`malt.stages.<stage>.run(cfg)`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import sys
 from malt.config import load_config
 from malt.errors import MaltError
 
-# subcommand -> (stage module, one-line help). Each module defines
-# `add_arguments(parser)` and `main(cfg, args) -> dict` (the summary printed at the end).
+# subcommand -> (stage module, one-line help). Each module defines `add_arguments(parser)`
+# and `main(cfg, args) -> dict | None` (the JSON summary printed at the end; None: nothing).
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("malt.stages.generate", "sample G -> V -> R trees for the training questions"),
     "label": ("malt.stages.label", "grade tree leaves, assign values and labels, write role datasets"),

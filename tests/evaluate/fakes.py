@@ -1,8 +1,9 @@
-"""A toy addition task and a deterministic fake Backend for eval tests (no model).
+"""A toy addition task and deterministic fake Backends for eval tests (no model).
 
 The fake generator answers `a+b` plus a seeded offset (sometimes wrong, sometimes with no
 answer at all); the fake refiner repairs the generator's answer with a seeded coin, so
 multi-agent chains beat the generator alone and votes beat single chains on average.
+`ScriptedBackend` instead writes every chain's G, V and R answers as given by hand.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import re
 from collections.abc import Sequence
 
 from malt.backends.base import Completion, SamplingParams
-from malt.records import GENERATOR, REFINER, Problem
+from malt.records import GENERATOR, REFINER, VERIFIER, Problem
 from malt.tasks.base import RolePrompts, Task, field_str, stable_id
 
 _ANSWER = re.compile(r"Answer:\s*(-?\d+)")
 _SUM = re.compile(r"What is (\d+)\+(\d+)\?")
+_CHAIN = re.compile(r"\[chain (\d+)\]")
+_STATED = re.compile(r"I get (-?\d+)")
 
 
 def _parse(row: dict, where: str) -> Problem:
@@ -85,6 +88,52 @@ class FakeBackend:
                 return f"Fixed. Answer: {total}"
             return f"Keeping it. Answer: {g}"
         return "Critique: check the sum."
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def critique_answer(text: str) -> str | None:
+    """The answer a scripted critique states ("I get 7."), or None."""
+    m = _STATED.search(text)
+    return m.group(1) if m else None
+
+
+Script = dict[str, list[tuple[int | None, int | None, int | None]]]
+
+
+class ScriptedBackend:
+    """script[question][chain] = (G's, V's, R's answer), None for no answer; seeds are ignored.
+
+    The generator tags its text "[chain i]"; the verifier and refiner prompts quote it, which
+    tells them their chain.
+    """
+
+    def __init__(self, script: Script, specs=None):
+        self.script, self.specs, self.closed = script, dict(specs or {}), False
+
+    def generate(self, role: str, prompts: Sequence, params: SamplingParams,
+                 seeds: Sequence[int]) -> list[list[Completion]]:
+        out = []
+        for messages in prompts:
+            content = messages[-1]["content"]
+            chains = next(v for q, v in self.script.items() if q in content)
+            if role == GENERATOR:
+                texts = [self._text(role, i, chains[i]) for i in range(params.n)]
+            else:
+                i = int(_CHAIN.search(content).group(1))
+                texts = [self._text(role, i, chains[i])]
+            out.append([Completion(t, 5, "stop") for t in texts])
+        return out
+
+    @staticmethod
+    def _text(role: str, i: int, answers: tuple) -> str:
+        g, v, r = answers
+        if role == GENERATOR:
+            return f"[chain {i}] " + (f"Answer: {g}" if g is not None else "no idea")
+        if role == VERIFIER:
+            return f"Critique: I get {v}." if v is not None else "Critique: looks fine."
+        return f"Answer: {r}" if r is not None else "Still unsure."
 
     def close(self) -> None:
         self.closed = True

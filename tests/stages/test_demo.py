@@ -1,7 +1,10 @@
-"""A reduced `malt demo` end to end: every stage's artifacts, trained adapters, the report."""
+"""A reduced `malt demo` end to end: every stage's artifacts, trained adapters, the report,
+and what a person sees at the end."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -15,15 +18,55 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
+def demo_output(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("demo")
-    code = cli_main([
-        "demo", "--questions", "12", "--test-questions", "12", "--no-progress",
-        f"run_dir={run_dir}", "eval.seeds=[0]", "eval.subset_size=null",
-        "generate.chunk_size=6", "train.max_steps=4",
-    ])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli_main([
+            "demo", "--questions", "12", "--test-questions", "12", "--no-progress",
+            f"run_dir={run_dir}", "eval.seeds=[0]", "eval.subset_size=null",
+            "generate.chunk_size=6", "train.max_steps=4",
+        ])
     assert code == 0
-    return run_dir
+    return run_dir, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_output):
+    return demo_output[0]
+
+
+def cells(line: str) -> list[str]:
+    """The cells of one row of a rich table as printed."""
+    return [c.strip() for c in line.strip("│┃ ").replace("┃", "│").split("│")]
+
+
+def test_the_demo_ends_with_tables_and_paths_not_json(demo_output):
+    run_dir, out = demo_output
+    results = json.loads((run_dir / "eval" / "results.json").read_text())
+    lines = [line.rstrip() for line in out.splitlines()]
+    report = run_dir / "report"
+    assert lines[-3:] == [f"Report: {report / 'report.md'}", f"Charts: {report / 'accuracy.png'}",
+                          f"        {report / 'turnwise.png'}"]
+    start = lines.index("Table 1: arith accuracy (%, mean ± std over 1 seed)")
+    turns = lines.index("Turn-wise accuracy: arith (%)")
+    rows = {cells(line)[0]: cells(line)[1:] for line in lines[start:turns] if "│" in line}
+    assert list(rows) == [m.label for m in METHODS.values()]
+    for name, m in results["methods"].items():
+        acc = f"{100 * m['mean']:.1f} ± {100 * m['std']:.1f}"
+        ci = results["comparisons"]["vs"].get(name)
+        diff = "(reference)" if ci is None else f"{100 * ci['diff']:+.1f} [{100 * ci['ci_low']:+.1f},"
+        assert rows[m["label"]][0] == acc and rows[m["label"]][1].startswith(diff), name
+    multi = [m.label for m in METHODS.values() if m.multi_agent]
+    assert [cells(line)[0] for line in lines[turns:] if "│" in line] == multi
+    # Nothing for machines or raw logs: no JSON summary, no Markdown, no TRL log dicts.
+    assert '"run_dir"' not in out and "# MALT evaluation" not in out and "'loss'" not in out
+
+
+def test_the_report_has_a_turnwise_chart(demo_run):
+    with Image.open(demo_run / "report" / "turnwise.png") as img:
+        assert img.format == "PNG" and img.width >= 400
+    assert "## Turn-wise accuracy" in (demo_run / "report" / "report.md").read_text()
 
 
 def test_every_stage_wrote_its_artifacts(demo_run):

@@ -1,5 +1,6 @@
 """`malt eval` with the toy task and a fake backend: every method, resume, leakage, errors."""
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -12,6 +13,7 @@ from malt.errors import MaltError
 from malt.io import read_jsonl, sha256_file, write_jsonl, write_trees
 from malt.records import Branching, Node, Tree
 from malt.stages import eval as eval_stage
+from malt.stages import report
 
 _spec = importlib.util.spec_from_file_location(
     "eval_fakes", Path(__file__).resolve().parents[1] / "evaluate" / "fakes.py")
@@ -68,6 +70,8 @@ def test_every_method_end_to_end(tmp_path):
     factory = Factory()
     res = eval_stage.run(cfg, task=TOY, backend_factory=factory)
     assert res["order"] == cfg.eval.methods and set(res["methods"]) == set(cfg.eval.methods)
+    assert res["order"] == ["sa", "sa_mv", "ma", "ma_mv", "star_sa", "star_sa_mv", "star_ma",
+                            "star_ma_mv", "malt_no_mv", "malt"]
     # One backend per source (base, sft, final), each closed; trained sources get adapters.
     has_adapter = [sorted({s.adapter is not None for s in b.specs.values()})
                    for b in factory.built]
@@ -80,6 +84,16 @@ def test_every_method_end_to_end(tmp_path):
         assert all(v["n"] == 12 for v in m["per_seed"].values())
     assert set(res["comparisons"]["vs"]) == set(cfg.eval.methods) - {"malt"}
     assert res["comparisons"]["vs"]["sa"]["n_pairs"] == 36
+    assert res["comparisons"]["vs"]["star_ma_mv"]["n_pairs"] == 36
+    multi = {n for n, m in res["methods"].items() if m["multi_agent"]}
+    assert multi == {"ma", "ma_mv", "star_ma", "star_ma_mv", "malt_no_mv", "malt"}
+    assert {n for n, m in res["methods"].items() if "turnwise" in m} == multi
+    # STaR MA + MV votes over the SFT chains whose chain 0 is STaR MA's and whose generator
+    # steps STaR SA + MV votes over: one sampling, paired comparisons.
+    for mv, ma, sa_mv in zip(records(cfg, "star_ma_mv", 1), records(cfg, "star_ma", 1),
+                             records(cfg, "star_sa_mv", 1), strict=True):
+        assert len(mv["chains"]) == 3 and mv["chains"][0] == ma["chains"][0]
+        assert [c["generator"] for c in mv["chains"]] == [c["generator"] for c in sa_mv["chains"]]
     assert res["test_sha256"] == sha256_file(cfg.task.test)
     # The fake refiner repairs answers: MA beats SA on the same generator samples.
     assert res["methods"]["ma"]["mean"] > res["methods"]["sa"]["mean"]
@@ -100,7 +114,11 @@ def test_records_hold_chains_votes_and_correctness(tmp_path):
         # SA is the generator step of MA's chain 0; SA+MV votes over the generator answers.
         assert r1["chains"][0]["generator"] == rm["chains"][0]["generator"]
         assert set(rmv["chains"][0]) == {"generator", "generator_answer", "generator_correct",
-                                         "verifier", "refiner", "answer", "correct"}
+                                         "verifier", "verifier_answer", "refiner", "answer",
+                                         "correct"}
+        assert all(c["verifier_answer"] is None for c in rmv["chains"])  # TOY's V states none
+        assert rmv["turns"]["refiner"] == {"vote": rmv["vote"], "correct": rmv["correct"]}
+        assert rmv["turns"]["generator"]["vote"] == rv["vote"] and "turns" not in rv
         for c in rmv["chains"]:
             right = c["answer"] is not None and int(c["answer"]) == int(rmv["gold"])
             assert c["correct"] == right
@@ -112,6 +130,65 @@ def test_records_hold_chains_votes_and_correctness(tmp_path):
                 assert all(a is None for a in answers)
             else:
                 assert rec["votes"] == sum(a is not None and int(a) == int(vote) for a in answers)
+
+
+# Per question, each chain's (G, V, R) answers; gold answers 1 and 4 (toy_rows(2)).
+SCRIPT = {
+    "What is 0+1?": [(2, 1, 1), (1, None, 1), (2, 2, 2)],
+    "What is 1+3?": [(4, 5, 5), (4, 4, 4), (3, None, 4)],
+}
+
+
+def scripted(specs):
+    return fakes.ScriptedBackend(SCRIPT, specs)
+
+
+def turnwise(res, name):
+    return {role: t and (t["mean"], t["std"]) for role, t in res["methods"][name]["turnwise"].items()}
+
+
+def test_turnwise_accuracy_on_a_hand_built_case(tmp_path):
+    cfg = make_run(tmp_path, n=2, methods=["sa", "sa_mv", "ma", "ma_mv"], seeds="[0,1]")
+    task = dataclasses.replace(TOY, critique_answer_fn=fakes.critique_answer)
+    res = eval_stage.run(cfg, task=task, backend_factory=scripted)
+    # MA + MV, question 1: G votes 2 (wrong), V's 1 and 2 tie and "1" wins, R votes 1;
+    # question 2: G votes 4, V's 5 and 4 tie and "4" wins, R votes 4.
+    assert turnwise(res, "ma_mv") == {"generator": (0.5, 0.0), "verifier": (1.0, 0.0),
+                                      "refiner": (1.0, 0.0)}
+    # MA is chain 0 alone: (2, 1, 1) is right after V and R, (4, 5, 5) only after G.
+    assert turnwise(res, "ma") == {"generator": (0.5, 0.0), "verifier": (0.5, 0.0),
+                                   "refiner": (0.5, 0.0)}
+    assert "turnwise" not in res["methods"]["sa"] and "turnwise" not in res["methods"]["sa_mv"]
+    assert res["methods"]["sa_mv"]["mean"] == 0.5 and res["methods"]["ma_mv"]["mean"] == 1.0
+    seed = res["methods"]["ma_mv"]["per_seed"]["1"]
+    assert (seed["fixed"], seed["broken"], seed["verifier_answers"]) == (2, 1, 4)
+    first = records(cfg, "ma_mv", 0)[0]
+    assert [c["verifier_answer"] for c in first["chains"]] == ["1", None, "2"]
+    assert first["turns"] == {"generator": {"vote": "2", "correct": False},
+                              "verifier": {"vote": "1", "correct": True},
+                              "refiner": {"vote": "1", "correct": True}}
+
+
+def test_after_v_is_not_available_when_critiques_state_no_answer(tmp_path):
+    cfg = make_run(tmp_path, n=2, methods=["sa", "ma_mv"], seeds="[0]")
+    res = eval_stage.run(cfg, task=TOY, backend_factory=scripted)  # TOY: no critique_answer
+    assert turnwise(res, "ma_mv") == {"generator": (0.5, 0.0), "verifier": None,
+                                      "refiner": (1.0, 0.0)}
+    assert res["methods"]["ma_mv"]["per_seed"]["0"]["verifier_answers"] == 0
+    md = Path(report.run(cfg)["markdown"]).read_text()
+    assert "| toy | MA + Majority Vote | 50.0 ± 0.0 | — | 100.0 ± 0.0 |" in md
+
+
+def test_records_from_before_turnwise_votes_are_rebuilt_from_cached_chains(tmp_path):
+    cfg = make_run(tmp_path, methods=["ma_mv"], seeds="[0]")
+    eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    path = Path(cfg.run_dir) / "eval" / "records" / "ma_mv" / "seed0.jsonl"
+    old = [{k: v for k, v in r.items() if k != "turns"} for r in records(cfg, "ma_mv", 0)]
+    write_jsonl(path, old)
+    again = Factory()
+    res = eval_stage.run(cfg, task=TOY, backend_factory=again)
+    assert again.calls() == [] and all("turns" in r for r in records(cfg, "ma_mv", 0))
+    assert res["methods"]["ma_mv"]["turnwise"]["generator"] is not None
 
 
 def test_subsets_differ_per_seed_and_share_within_a_seed(tmp_path):

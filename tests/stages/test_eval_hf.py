@@ -74,7 +74,7 @@ def test_every_method_on_a_tiny_model_then_the_report(tiny_run):
     # real hf one, built from the config with the base model and the LoRA adapters.
     res = eval_stage.run(cfg, task=fakes.TOY)
     assert res["order"] == ["sa", "sa_mv", "ma", "ma_mv", "star_sa", "star_sa_mv", "star_ma",
-                            "malt_no_mv", "malt"]
+                            "star_ma_mv", "malt_no_mv", "malt"]
     for m in res["methods"].values():
         for summary in m["per_seed"].values():
             # A random model rarely states an answer: unanswered votes are counted, not fatal.
@@ -92,8 +92,9 @@ def test_every_method_on_a_tiny_model_then_the_report(tiny_run):
     assert again["methods"] == res["methods"]
     out = report.run(cfg)
     assert "| MALT |" in Path(out["markdown"]).read_text()
-    with Image.open(out["chart"]) as img:
-        assert img.format == "PNG" and img.width > 600
+    for chart in (out["chart"], out["turnwise_chart"]):
+        with Image.open(chart) as img:
+            assert img.format == "PNG" and img.width > 600
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from PIL import Image
 import malt.evaluate.render as render
 from malt.config import load_config
 from malt.errors import MaltError
-from malt.evaluate.render import report_markdown, table_markdown
+from malt.evaluate.render import report_markdown, table_markdown, turnwise_markdown
 from malt.stages import report
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -42,6 +42,18 @@ def results(task="toy", malt_acc=(0.6, 0.7, 0.8)):
     }
 
 
+def with_turnwise(res, after_v=(0.55, 0.05)):
+    """`res` with MALT turned multi-agent: accuracy after G, V (None: no answers) and R."""
+    def stat(mean, std):
+        return {"mean": mean, "std": std}
+
+    out = json.loads(json.dumps(res))
+    out["methods"]["malt"]["turnwise"] = {
+        "generator": stat(0.5, 0.1), "verifier": after_v and stat(*after_v),
+        "refiner": stat(out["methods"]["malt"]["mean"], out["methods"]["malt"]["std"])}
+    return out
+
+
 def test_doctests():
     assert doctest.testmod(render).failed == 0
 
@@ -65,6 +77,37 @@ def test_report_sections_and_role_data():
     assert "most unanswered votes: sa (6 over all seeds)" in text
     assert "| sft_rows | 10 | 12 | 30 |" in text and "| trees | 24 |" in text
     assert "seconds" not in text and "sft_generator" not in text
+
+
+def test_turnwise_table_and_section():
+    both = [with_turnwise(results("gsm8k")), with_turnwise(results("csqa"), after_v=None)]
+    assert turnwise_markdown(both).splitlines() == [
+        "| Task | Method | after G | after V | after R |", "|---|---|---|---|---|",
+        "| gsm8k | MALT | 50.0 ± 10.0 | 55.0 ± 5.0 | 70.0 ± 10.0 |",
+        "| csqa | MALT | 50.0 ± 10.0 | — | 70.0 ± 10.0 |"]
+    text = report_markdown(both, chart="accuracy.png", turnwise_chart="turnwise.png")
+    assert "## Turn-wise accuracy\n\n| Task | Method |" in text
+    assert "![accuracy after each turn](turnwise.png)" in text
+    # Single-agent methods have no turns: no table, no section.
+    assert turnwise_markdown([results()]) == "" and "Turn-wise" not in report_markdown([results()])
+
+
+def png_ok(path: Path) -> None:
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.width >= 600 and img.height >= 400
+        assert len(img.convert("RGB").getcolors(maxcolors=1 << 16) or []) > 20
+
+
+def test_report_stage_writes_the_turnwise_chart_only_with_turns(tmp_path):
+    write_results(tmp_path, with_turnwise(results(), after_v=None))
+    cfg = load_config(None, [f"run_dir={tmp_path}"])
+    out = report.run(cfg)
+    assert out["turnwise_chart"] == str(tmp_path / "report" / "turnwise.png")
+    png_ok(tmp_path / "report" / "turnwise.png")
+    assert "| toy | MALT | 50.0 ± 10.0 | — | 70.0 ± 10.0 |" in Path(out["markdown"]).read_text()
+    write_results(tmp_path, results())  # no multi-agent method: the old chart goes
+    assert report.run(cfg)["turnwise_chart"] is None
+    assert not (tmp_path / "report" / "turnwise.png").exists()
 
 
 def write_results(run_dir: Path, res: dict) -> None:

@@ -51,7 +51,14 @@ def test_train_all_roles_from_the_cli(tiny_model, tmp_path, capsys):
     write_label_dir(tmp_path / "run" / "label")
     config = write_config(tmp_path, tiny_model)
     assert cli.main(["train", "--config", str(config), "--role", "all", "train.merge=true"]) == 0
-    summary = json.loads(capsys.readouterr().out.split("\n{\n", 1)[-1].join(["{\n", ""]))
+    printed = capsys.readouterr()
+    summary = json.loads(printed.out)  # the summary alone: no TRL log dicts on stdout
+    # One bar per role and phase with its loss; no tokenising or weight-loading bars.
+    bars = {line.split(":")[0] for line in printed.err.replace("\r", "\n").splitlines()
+            if "step/s" in line and "loss=" in line}
+    assert bars == {"generator SFT", "verifier SFT", "verifier DPO", "refiner SFT", "refiner DPO"}
+    assert "'loss'" not in printed.err and "Tokenizing" not in printed.err
+    assert "Loading weights" not in printed.err
     out = tmp_path / "run" / "train"
     models = json.loads((out / "models.json").read_text())
     assert set(models) == {"generator", "verifier", "refiner"}

@@ -26,7 +26,7 @@ BASE, SFT, FINAL = "base", "sft", "final"
 
 @dataclass(frozen=True)
 class Method:
-    """One row of Table 1."""
+    """One row of Table 1 (the paper's ten columns, v3)."""
 
     name: str
     label: str
@@ -49,6 +49,7 @@ METHODS: dict[str, Method] = {
         Method("star_sa", "STaR SA", SFT, False, False),
         Method("star_sa_mv", "STaR SA + MV", SFT, False, True),
         Method("star_ma", "STaR MA", SFT, True, False),
+        Method("star_ma_mv", "STaR MA + MV", SFT, True, True),
         Method("malt_no_mv", "MALT w/o MV", FINAL, True, False),
         Method("malt", "MALT", FINAL, True, True),
     )

@@ -1,7 +1,7 @@
-"""Pure rendering of eval results: Table-1 Markdown and an accuracy bar chart.
+"""Pure rendering of eval results: Table-1 Markdown, an accuracy bar chart, turn-wise accuracy.
 
 Inputs are the dicts `malt eval` writes to results.json (one per task) and, optionally, the
-label stage's summary.json; outputs are a Markdown string and a matplotlib Figure. Nothing
+label stage's summary.json; outputs are Markdown strings and matplotlib Figures. Nothing
 here reads or writes files.
 """
 
@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from malt.records import ROLES
+from malt.records import GENERATOR, REFINER, ROLES, VERIFIER
 
 Results = Mapping[str, Any]
+TURN_LABELS = {GENERATOR: "after G", VERIFIER: "after V", REFINER: "after R"}
+NOT_AVAILABLE = "—"
 
 
 def pct(x: float) -> str:
@@ -53,7 +55,7 @@ def table_markdown(results_list: Sequence[Results]) -> str:
         for res in results_list:
             m = res["methods"].get(name)
             cells.append(f"{pct(m['mean'])} ± {pct(m['std'])}" if m else "–")
-            cells.append(_ci_cell(res, name))
+            cells.append(ci_cell(res, name))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -62,7 +64,8 @@ def _level(res: Results) -> str:
     return f"{round(100 * res.get('confidence', 0.95))}%"
 
 
-def _ci_cell(res: Results, name: str) -> str:
+def ci_cell(res: Results, name: str) -> str:
+    """MALT minus `name` with its CI in points, "(reference)" for MALT, "–" without one."""
     comp = res.get("comparisons")
     if not comp:
         return "–"
@@ -107,6 +110,31 @@ def refinement_markdown(results_list: Sequence[Results]) -> str:
             acc = sum(v["chain_accuracy"] * v["chains"] for v in seeds) / chains if chains else 0
             lines.append(f"| {res['task']} | {m['label']} | {chains} | {pct(acc)} | {fixed} | "
                          f"{broken} | {fixed - broken:+d} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
+def mean_std_cell(stat: Mapping[str, float] | None) -> str:
+    """A {"mean", "std"} accuracy as "mean ± std" in percent; "—" when not available.
+
+    >>> mean_std_cell({"mean": 0.5, "std": 0.05}), mean_std_cell(None)
+    ('50.0 ± 5.0', '—')
+    """
+    return NOT_AVAILABLE if stat is None else f"{pct(stat['mean'])} ± {pct(stat['std'])}"
+
+
+def turnwise_methods(res: Results) -> list[str]:
+    """The methods of one results dict that have turn-wise accuracy (G -> V -> R), in order."""
+    return [n for n in res["order"] if res["methods"][n].get("turnwise")]
+
+
+def turnwise_markdown(results_list: Sequence[Results]) -> str:
+    """Per multi-agent method: accuracy of the vote after G, after V and after R ("" if none)."""
+    lines = ["| Task | Method | " + " | ".join(TURN_LABELS.values()) + " |", "|---" * 5 + "|"]
+    for res in results_list:
+        for name in turnwise_methods(res):
+            m = res["methods"][name]
+            cells = [mean_std_cell(m["turnwise"][role]) for role in TURN_LABELS]
+            lines.append(f"| {res['task']} | {m['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
@@ -174,14 +202,23 @@ def _fmt(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
+TURNWISE_NOTE = (
+    "Accuracy (%, mean ± std over seeds) of the majority vote over the method's chains (chain 0 "
+    "alone without a vote) taken after each turn: the generators' answers, the answers the "
+    "critiques state (— where the verifier states none), the refiners' final answers.\n")
+
+
 def report_markdown(
-    results_list: Sequence[Results], label_summary: Any = None, chart: str | None = None
+    results_list: Sequence[Results], label_summary: Any = None, chart: str | None = None,
+    turnwise_chart: str | None = None,
 ) -> str:
-    """The whole report: Table 1, setup, leakage, chart link, role-data statistics."""
+    """The whole report: Table 1, turn-wise accuracy, setup, leakage, charts, role data."""
+    turns = turnwise_markdown(results_list)
     parts = ["# MALT evaluation\n\n", "## Table 1: accuracy (mean ± std over seeds)\n\n",
              table_markdown(results_list),
              "\nCI: paired bootstrap over (seed, question) of MALT's per-question correctness "
              "minus the method's, in percentage points; positive means MALT is better.\n",
+             *_section("Turn-wise accuracy", turns and f"{turns}\n{TURNWISE_NOTE}"),
              "\n## Setup\n\n", setup_markdown(results_list),
              *_section("What the verifier and refiner do to the generator's answers",
                        refinement_markdown(results_list)),
@@ -189,6 +226,9 @@ def report_markdown(
              leakage_markdown(results_list)]
     if chart:
         parts += ["\n## Accuracy chart\n\n", f"![accuracy per method]({chart})\n"]
+    if turnwise_chart:
+        parts += ["\n## Turn-wise accuracy chart\n\n",
+                  f"![accuracy after each turn]({turnwise_chart})\n"]
     if label_summary is not None:
         parts += ["\n## Role data (label stage)\n\n", role_data_markdown(label_summary)]
     return "".join(parts)
@@ -236,5 +276,37 @@ def accuracy_figure(results_list: Sequence[Results]):
     else:
         ax.set_xlabel(f"task: {results_list[0]['task']}  (colour: base / STaR / MALT models)")
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def turnwise_figure(results_list: Sequence[Results]):
+    """One panel per task: a line per multi-agent method through after G, V, R (std bars).
+
+    A method with no "after V" accuracy is drawn dotted, straight from G to R. Methods are
+    nudged apart sideways so that their error bars stay readable.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.0 + 5.5 * len(results_list), 4.6), dpi=120)
+    axes = fig.subplots(1, len(results_list), squeeze=False)[0]
+    for ax, res in zip(axes, results_list, strict=True):
+        names = turnwise_methods(res)
+        for i, name in enumerate(names):
+            m = res["methods"][name]
+            points = [(x, m["turnwise"][role]) for x, role in enumerate(TURN_LABELS)
+                      if m["turnwise"][role] is not None]
+            shift = 0.03 * (i - (len(names) - 1) / 2)
+            full = len(points) == len(TURN_LABELS)
+            ax.errorbar([x + shift for x, _ in points], [100 * p["mean"] for _, p in points],
+                        yerr=[100 * p["std"] for _, p in points], marker="o", capsize=3,
+                        color=f"C{i % 10}", linestyle="-" if full else ":",
+                        label=m["label"] + ("" if full else " (V states no answer)"))
+        ax.set_xticks(range(len(TURN_LABELS)), list(TURN_LABELS.values()))
+        ax.set_xlim(-0.3, len(TURN_LABELS) - 0.7)
+        ax.set_ylabel("accuracy of the vote (%)")
+        ax.set_title(f"{res['task']}: accuracy after each turn")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -1,7 +1,8 @@
 """From sampled chains to per-question records, and from records to the results table.
 
 Pure functions over typed values: no files, no models. A record is one question under one
-method and seed: every chain's texts and answers, the vote, and whether the vote is correct.
+method and seed: every chain's texts and answers, the vote, and whether the vote is correct;
+for G -> V -> R also the vote after each turn (`malt.evaluate.turns`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from malt.evaluate.chains import Chain
 from malt.evaluate.methods import Method
 from malt.evaluate.stats import mean_std, paired_bootstrap
+from malt.evaluate.turns import turn_votes, turnwise_over_seeds, turnwise_seed
 from malt.evaluate.vote import majority_vote
 from malt.records import Problem
 from malt.tasks.base import Task
@@ -36,7 +38,11 @@ def select_subset(problems: Sequence[Problem], size: int | None, seed: int) -> l
 
 
 def chain_view(chain: Chain, multi_agent: bool, problem: Problem, task: Task) -> dict[str, Any]:
-    """What a record keeps of one chain: all its texts (G only for single agent), graded."""
+    """What a record keeps of one chain: all its texts (G only for single agent), graded.
+
+    A multi-agent view also keeps the answer the critique states itself (None where the task's
+    verifier states none), for turn-wise accuracy.
+    """
     def grade(answer: str | None) -> bool:
         return answer is not None and task.is_equivalent(answer, problem.answer)
 
@@ -48,6 +54,7 @@ def chain_view(chain: Chain, multi_agent: bool, problem: Problem, task: Task) ->
         "generator_answer": chain.generator_answer,
         "generator_correct": grade(chain.generator_answer),
         "verifier": chain.verifier,
+        "verifier_answer": task.critique_answer(chain.verifier) if chain.verifier else None,
         "refiner": chain.refiner,
         "answer": chain.refiner_answer,
         "correct": grade(chain.refiner_answer),
@@ -62,7 +69,7 @@ def method_record(
     views = [chain_view(c, method.multi_agent, problem, task) for c in used]
     vote = majority_vote([v["answer"] for v in views], task.is_equivalent)
     correct = vote.answer is not None and task.is_equivalent(vote.answer, problem.answer)
-    return {
+    record = {
         "id": problem.id,
         "question": problem.question,
         "gold": problem.answer,
@@ -73,13 +80,17 @@ def method_record(
         "no_answer": vote.answer is None,
         "correct": bool(correct),
     }
+    if method.multi_agent:
+        record["turns"] = turn_votes(views, problem, task)
+    return record
 
 
 def seed_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Accuracy, counts, unanswered questions; for G -> V -> R, what refinement did.
 
     `fixed` counts chains whose generator answer was wrong and final answer right, `broken`
-    the reverse, over every chain of every question.
+    the reverse, over every chain of every question; `turnwise` is the vote's accuracy after
+    each turn (see `malt.evaluate.turns`).
     """
     n = len(records)
     correct = sum(1 for r in records if r["correct"])
@@ -96,6 +107,8 @@ def seed_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if chains:
         out["fixed"] = sum(1 for c in chains if c["correct"] and not c["generator_correct"])
         out["broken"] = sum(1 for c in chains if c["generator_correct"] and not c["correct"])
+    if records and all("turns" in r for r in records):
+        out.update(turnwise_seed(records))
     return out
 
 
@@ -111,13 +124,15 @@ def build_results(
     confidence: float,
     bootstrap_seed: int,
 ) -> dict[str, Any]:
-    """Per-method mean/std over seeds and the paired bootstrap CI of MALT minus each other."""
+    """Per-method mean/std over seeds (overall and per turn); paired bootstrap CI of MALT - each."""
     table: dict[str, Any] = {}
     for m in methods:
         per_seed = {str(s): seed_summary(records[(m.name, s)]) for s in seeds}
         mean, std = mean_std([v["accuracy"] for v in per_seed.values()])
         table[m.name] = {"label": m.label, "source": m.source, "multi_agent": m.multi_agent,
                          "vote": m.vote, "per_seed": per_seed, "mean": mean, "std": std}
+        if all("turnwise" in v for v in per_seed.values()):
+            table[m.name]["turnwise"] = turnwise_over_seeds(per_seed)
     out: dict[str, Any] = {"methods": table, "order": [m.name for m in methods]}
     if REFERENCE in table:
         ref = _units(records, REFERENCE, seeds)

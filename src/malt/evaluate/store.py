@@ -35,10 +35,23 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def records_complete(path: Path, problems: Sequence[Problem]) -> bool:
-    """Whether a records file exists and covers exactly these questions."""
+    """Whether a records file exists, covers exactly these questions and has today's layout."""
     if not path.is_file():
         return False
-    return [r.get("id") for r in read_records(path)] == [p.id for p in problems]
+    rows = read_records(path)
+    return [r.get("id") for r in rows] == [p.id for p in problems] and all(map(current_layout, rows))
+
+
+def current_layout(row: dict[str, Any]) -> bool:
+    """False for a multi-agent record written before turn-wise votes (rebuilt from the chains).
+
+    >>> current_layout({"chains": [{"generator": "g", "verifier": "v"}]})
+    False
+    >>> current_layout({"chains": [{"generator": "g"}]})
+    True
+    """
+    multi = any("verifier" in c for c in row.get("chains", ()))
+    return not multi or "turns" in row
 
 
 def write_records(path: Path, rows: Sequence[dict[str, Any]]) -> None:

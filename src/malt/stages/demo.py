@@ -5,7 +5,8 @@ then runs the ordinary stages in order: generate -> label -> train -> eval -> re
 stage writes the same files a real run does, under `<run_dir>/<stage>/`, so any stage can be
 inspected or rerun with its own subcommand and the config the demo saves in
 `<run_dir>/demo/config.yaml`. Rerunning the demo resumes: finished shards, training phases
-and evaluated seeds are kept.
+and evaluated seeds are kept. It ends with Table 1 and the turn-wise accuracy as terminal
+tables, and the paths of the report and its charts.
 
     malt demo                                    # defaults: src/malt/configs/demo.yaml
     malt demo --questions 100 --test-questions 60 eval.seeds=[0]   # smaller and faster
@@ -36,18 +37,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
-    """CLI entry: run everything and print the Table-1 report."""
+def main(cfg: RunConfig, args: argparse.Namespace) -> None:
+    """CLI entry: run everything, then show Table 1, turn-wise accuracy and the report's paths."""
     summary = run(cfg, questions=args.questions, test_questions=args.test_questions,
                   fresh=args.fresh, progress=not args.no_progress)
-    print(Path(summary["report"]["markdown"]).read_text(encoding="utf-8"))
-    return {"run_dir": cfg.run_dir, "seconds": summary["seconds"],
-            "report": summary["report"]}
+    show_outcome(summary["results"], summary["report"])
+
+
+def show_outcome(results: dict[str, Any], paths: dict[str, Any]) -> None:
+    """Print Table 1 and the turn-wise table (rich), then where the report and charts are."""
+    from rich.console import Console
+
+    from malt.evaluate.console import table_one, turnwise_table
+
+    console = Console()
+    console.print()
+    console.print(table_one(results))
+    turns = turnwise_table(results)
+    if turns is not None:
+        console.print()
+        console.print(turns)
+    console.print()
+    _say(f"Report: {paths['markdown']}")
+    charts = [p for p in (paths["chart"], paths.get("turnwise_chart")) if p]
+    _say("Charts: " + "\n        ".join(charts))
 
 
 def run(cfg: RunConfig, questions: int | None = None, test_questions: int = 200,
         fresh: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run the demo pipeline in `cfg.run_dir`; returns where the time went and the outputs."""
+    """Run the demo pipeline in `cfg.run_dir`; returns the timings, report paths and results."""
     from malt.stages import eval as eval_stage
     from malt.stages import generate, label, report, train
 
@@ -72,14 +90,14 @@ def run(cfg: RunConfig, questions: int | None = None, test_questions: int = 200,
     save_config(cfg, run_dir / "demo" / "config.yaml")
     timed("generate", generate.run, cfg, progress=progress)
     timed("label", label.run, cfg)
-    timed("train", train.run, cfg, resume=True)
-    timed("eval", eval_stage.run, cfg, progress=progress)
+    timed("train", train.run, cfg, resume=True, progress=progress)
+    results = timed("eval", eval_stage.run, cfg, progress=progress)
     paths = timed("report", report.run, cfg)
     seconds["total"] = round(sum(seconds.values()), 2)
     write_json(run_dir / "demo" / "timings.json", seconds)
     _say("[malt demo] where the time went: " + ", ".join(
         f"{k} {v:.0f}s" for k, v in seconds.items()))
-    return {"seconds": seconds, "report": paths}
+    return {"seconds": seconds, "report": paths, "results": results}
 
 
 def _resolve_base(cfg: RunConfig) -> None:

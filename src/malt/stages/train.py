@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which role to train (default: all three, in order)")
     parser.add_argument("--resume", action="store_true",
                         help="skip finished phases and continue from the last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
 def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any] | None:
@@ -32,13 +33,18 @@ def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any] | None:
     from malt.train.settings import process_state
 
     roles = ROLES if args.role == ALL else (args.role,)
-    summary = run(cfg, roles=roles, resume=args.resume)
+    summary = run(cfg, roles=roles, resume=args.resume, progress=not args.no_progress)
     return summary if process_state().is_main_process else None  # one summary per launch
 
 
 def run(cfg: RunConfig, roles: tuple[str, ...] | list[str] = ROLES, *, resume: bool = False,
-        callbacks: list | None = None) -> dict[str, Any]:
-    """Train `roles` in order; returns {role: metrics} plus where models.json was written."""
+        callbacks: list | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train `roles` in order; returns {role: metrics} plus where models.json was written.
+
+    Each phase shows one progress bar ("verifier DPO": steps and loss) unless `progress` is
+    False; TRL's own log lines and the libraries' bars stay off either way.
+    """
+    from malt.train.progress import quiet_libraries
     from malt.train.role import train_role
     from malt.train.settings import process_state
 
@@ -52,7 +58,8 @@ def run(cfg: RunConfig, roles: tuple[str, ...] | list[str] = ROLES, *, resume: b
     state = process_state()
     summary: dict[str, Any] = {}
     for role in roles:
-        result = train_role(cfg, role, resume=resume, callbacks=callbacks)
+        with quiet_libraries():
+            result = train_role(cfg, role, resume=resume, callbacks=callbacks, progress=progress)
         summary[role] = result.metrics
         if state.is_main_process:
             update_models(out / "models.json", role, result)

@@ -15,6 +15,7 @@ from typing import Any
 
 from malt.config import TrainConfig
 from malt.train import checkpoints, lora
+from malt.train.progress import quiet_trainer
 from malt.train.settings import common_args, epochs_for, summarise, use_bf16
 from malt.train.sft import Phase
 
@@ -56,9 +57,10 @@ def build_trainer(cfg: TrainConfig, phase: Phase, dataset: Any, sft: Path | None
                               revision=phase.revision)
     set_seed(phase.seed)  # LoRA initialisation draws from the global RNG
     policy, reference, peft_config = policy_and_reference(cfg, phase, sft)
-    return DPOTrainer(model=policy, ref_model=reference, args=dpo_config(cfg, phase, len(dataset)),
-                      train_dataset=dataset, processing_class=tok, callbacks=callbacks,
-                      peft_config=peft_config)
+    trainer = DPOTrainer(model=policy, ref_model=reference,
+                         args=dpo_config(cfg, phase, len(dataset)), train_dataset=dataset,
+                         processing_class=tok, callbacks=callbacks, peft_config=peft_config)
+    return quiet_trainer(trainer)
 
 
 def save_policy(trainer: Any, dest: Path) -> None:

@@ -20,6 +20,7 @@ from malt.io import write_json
 from malt.train import checkpoints
 from malt.train.data import load_dataset
 from malt.train.dpo import run_dpo
+from malt.train.progress import PhaseProgress
 from malt.train.settings import process_state
 from malt.train.sft import Phase, run_sft
 
@@ -55,7 +56,7 @@ def read_metrics(path: Path) -> dict[str, Any]:
 
 
 def train_role(cfg: RunConfig, role: str, *, resume: bool = False,
-               callbacks: list | None = None) -> RoleResult:
+               callbacks: list | None = None, progress: bool = True) -> RoleResult:
     """Train `role` from the label stage's datasets into `<run_dir>/train/<role>/`."""
     state = process_state()  # under `accelerate launch` only the main process writes files
     is_main = state.is_main_process
@@ -80,15 +81,18 @@ def train_role(cfg: RunConfig, role: str, *, resume: bool = False,
         if is_main:
             write_json(role_dir / "metrics.json", metrics)
 
+    def with_bar(name: str) -> list:
+        return [*(callbacks or []), PhaseProgress(f"{role} {name}", enabled=progress)]
+
     sft = phase("sft", rc.sft_learning_rate, rc.sft_epochs, "sft")
-    metrics["sft"] = _sft(cfg, role, sft, previous, rc.sft, resume, callbacks)
+    metrics["sft"] = _sft(cfg, role, sft, previous, rc.sft, resume, with_bar("SFT"))
     save()
     sft_done = checkpoints.is_done(sft.dest) and metrics["sft"]["status"] in FINISHED
     sft_spec = spec_for(sft.dest, base, tc.full_finetune) if sft_done else ModelSpec(model=base)
 
     dpo = phase("dpo", rc.dpo_learning_rate, rc.dpo_epochs, "final")
     metrics["dpo"] = _dpo(cfg, role, dpo, previous, rc.dpo, sft.dest if sft_done else None,
-                          resume, callbacks)
+                          resume, with_bar("DPO"))
     save()
     final_spec = _final(dpo.dest, sft.dest, sft_spec, metrics["dpo"], base, tc.full_finetune,
                         is_main)

@@ -10,6 +10,7 @@ from typing import Any
 from malt.config import TrainConfig
 from malt.train import attention, checkpoints, lora
 from malt.train.data import drop_long_rows
+from malt.train.progress import quiet_trainer
 from malt.train.settings import common_args, epochs_for, summarise, use_bf16
 
 log = logging.getLogger("malt.train")
@@ -71,7 +72,7 @@ def build_trainer(cfg: TrainConfig, phase: Phase, dataset: Any, callbacks: list 
         model = lora.attach_lora(model, cfg)
     trainer = SFTTrainer(model=model, args=sft_config(cfg, phase, len(dataset)),
                          train_dataset=dataset, processing_class=tok, callbacks=callbacks)
-    return trainer, dropped
+    return quiet_trainer(trainer), dropped
 
 
 def run_sft(cfg: TrainConfig, phase: Phase, dataset: Any, *, resume: bool = False,

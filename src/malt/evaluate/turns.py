@@ -1,0 +1,76 @@
+"""Turn-wise accuracy (the paper's Fig. 3): how right the vote is after G, after V, after R.
+
+For one question under a multi-agent method, the chains the method uses (all k with a vote,
+chain 0 without) are voted on three times with the ordinary majority vote: over the
+generators' answers (after G), over the answers the critiques state themselves (after V, via
+`Task.critique_answer`; a critique that states none abstains) and over the refiners' final
+answers (after R, the method's own vote). A method whose critiques never state an answer has
+no "after V" accuracy: it is None, not 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from malt.evaluate.stats import mean_std
+from malt.evaluate.vote import majority_vote
+from malt.records import GENERATOR, REFINER, ROLES, VERIFIER, Problem
+from malt.tasks.base import Task
+
+# Which answer of a record's chain view each turn votes over.
+TURN_ANSWER = {GENERATOR: "generator_answer", VERIFIER: "verifier_answer", REFINER: "answer"}
+
+
+def turn_votes(views: Sequence[Mapping[str, Any]], problem: Problem, task: Task) -> dict[str, Any]:
+    """Per turn, the vote over the chains' answers at that turn and whether it is right."""
+    out = {}
+    for role in ROLES:
+        vote = majority_vote([v.get(TURN_ANSWER[role]) for v in views], task.is_equivalent)
+        right = vote.answer is not None and task.is_equivalent(vote.answer, problem.answer)
+        out[role] = {"vote": vote.answer, "correct": bool(right)}
+    return out
+
+
+def turnwise_seed(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One seed's accuracy after each turn and how many critiques stated an answer.
+
+    >>> rec = lambda g, v, r, said: {"turns": {"generator": {"correct": g},
+    ...     "verifier": {"correct": v}, "refiner": {"correct": r}},
+    ...     "chains": [{"verifier_answer": "3" if said else None}]}
+    >>> turnwise_seed([rec(False, True, True, True), rec(True, False, True, False)])
+    {'turnwise': {'generator': 0.5, 'verifier': 0.5, 'refiner': 1.0}, 'verifier_answers': 1}
+    >>> turnwise_seed([rec(False, False, True, False)])["turnwise"]["verifier"] is None
+    True
+    """
+    n = len(records)
+    stated = sum(1 for r in records for c in r["chains"] if c.get("verifier_answer") is not None)
+    acc: dict[str, float | None] = {
+        role: sum(1 for r in records if r["turns"][role]["correct"]) / n if n else 0.0
+        for role in ROLES
+    }
+    if not stated:
+        acc[VERIFIER] = None
+    return {"turnwise": acc, "verifier_answers": stated}
+
+
+def turnwise_over_seeds(per_seed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean and std over seeds of each turn's accuracy; None for a turn no seed has.
+
+    A seed whose critiques stated no answer counts 0 after V when another seed's did.
+
+    >>> seeds = {"0": {"turnwise": {"generator": 0.5, "verifier": None, "refiner": 0.7}},
+    ...          "1": {"turnwise": {"generator": 0.7, "verifier": None, "refiner": 0.7}}}
+    >>> out = turnwise_over_seeds(seeds)
+    >>> out["generator"], out["verifier"], out["refiner"]
+    ({'mean': 0.6, 'std': 0.141421356237}, None, {'mean': 0.7, 'std': 0.0})
+    """
+    out: dict[str, Any] = {}
+    for role in ROLES:
+        values = [s["turnwise"][role] for s in per_seed.values()]
+        if all(v is None for v in values):
+            out[role] = None
+            continue
+        mean, std = mean_std([v if v is not None else 0.0 for v in values])
+        out[role] = {"mean": mean, "std": std}
+    return out
