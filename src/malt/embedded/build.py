@@ -160,7 +160,9 @@ def pretrain(model, tok, cfg: BuildConfig, log=print, every=None) -> dict[str, A
             checks.append({"step": step + 1, **check})
             gap = check["dev_verifier_tpr"] - check["dev_verifier_fpr"]
             log(f"step {step + 1}: dev G accuracy {check['dev_generator_acc']:.3f} "
-                f"(target {cfg.target_acc}), V TPR-FPR {gap:.3f} (target {cfg.target_v_gap})")
+                f"(target {cfg.target_acc}), V TPR-FPR {gap:.3f} (target {cfg.target_v_gap}), "
+                f"V derivation {check['dev_verifier_derivation_acc']:.3f}, "
+                f"verdict consistent {check['dev_verifier_consistent']:.3f}")
             v_ok = cfg.target_v_gap is None or gap >= cfg.target_v_gap
             if check["dev_generator_acc"] >= cfg.target_acc and v_ok:
                 break

@@ -7,20 +7,22 @@ within a problem. The split of a problem is a hash of its canonical text, so tra
 can never share a question, whatever the seeds.
 
 Role formats: one step per line, each line the state after that step, right-aligned so that
-every line has the same width and each step is a local computation on the line above it:
+every line has the same width and each step is a local computation on the line above it.
 
-    G and R:      47+8-3+5      V (re-derives each line, marks it against G's line):
-                    55-3+5       47+8-3+5 ok
-                      52+5         55-3+5 ok
-                        58           52+5 ok
-              Answer: 58               57 no
-                                 Wrong at step 3.
+    G (sees the question)   V (sees the question and G's final answer only)
+       47+8-3+5                47+8-3+5
+         55-3+5                  55-3+5
+           52+5                    52+5
+             58                      57
+    Answer: 58              57 vs 58: 55= 78x
+                            Wrong.
 
-V's lines have the width of G's, so V can compute its line k from its own line k-1 exactly
-as G does (the same relative positions), and each mark compares with G's line k at a fixed
-distance back: checking is the solving skill plus a fixed-offset comparison. Measured on the
-shipped base, the tiny model still takes the shortcut the same geometry offers: 89% of its
-V values equal G's line, so its marks carry no signal (README, "The embedded world").
+V re-derives the answer itself and compares it with G's digit by digit (each pair of digits
+is followed by `=` or `x`, a comparison of the two characters just before it), then states a
+verdict. V never sees G's working, so it cannot copy G's lines: an earlier format that showed
+them was copied (89% of the tiny model's V values equalled G's), and its verdicts carried no
+signal. R sees the question, G's answer and V's verdict: it keeps G's answer when V agrees
+(`Answer: 58`) and re-derives the solution in G's format when V disagrees.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from malt.tasks.base import RolePrompts, Task, field_str
 NAME = "arith"
 LOW, HIGH = 10, 99  # every correct running value stays 2-digit
 TEST_PERCENT = 20  # share of the problem space assigned to the test split
-OK, NOT = "ok", "no"
 
 Step = tuple[str, int]  # ("+", 8)
 
@@ -184,85 +185,127 @@ def width(n_steps: int) -> int:
     return 2 * n_steps + 3
 
 
-MARK_WIDTH = 3  # " ok" / " no" after a critique line's state; G/R lines are padded to match
+def render_lines(start: int, steps: tuple[Step, ...], results: list[int]) -> list[str]:
+    """The question, then the state after each claimed result, right-aligned to one width."""
+    w = width(len(steps))
+    return [state(start, steps).rjust(w)] + [
+        state(r, steps[k:]).rjust(w) for k, r in enumerate(results, start=1)]
 
 
 def render_solution(start: int, steps: tuple[Step, ...], results: list[int]) -> str:
     """A G/R solution: the question, then the state after each claimed result, then the answer.
 
     >>> print(render_solution(47, (("+", 8), ("-", 3), ("+", 5)), [55, 52, 57]))
-        47+8-3+5
-          55-3+5
-            52+5
-              57
+     47+8-3+5
+       55-3+5
+         52+5
+           57
     Answer: 57
     """
-    w = width(len(steps)) + MARK_WIDTH
-    lines = [state(start, steps).rjust(w)]
-    lines += [state(r, steps[k:]).rjust(w) for k, r in enumerate(results, start=1)]
-    lines.append(f"Answer: {results[-1]}")
-    return "\n".join(lines)
+    return "\n".join([*render_lines(start, steps, results), f"Answer: {results[-1]}"])
 
 
-_STATE = re.compile(r"^\s*(-?\d+)((?:[+-]\d+)*)(?:\s+(ok|no))?\s*$")
+_STATE = re.compile(r"^\s*(-?\d+)((?:[+-]\d+)*)\s*$")
 
 
-def parse_states(text: str) -> list[tuple[int, str, str | None]]:
-    """(value, steps left, check mark) of each state line in a solution or critique.
+def parse_states(text: str) -> list[tuple[int, str]]:
+    """(value, steps left) of each state line in a solution or critique.
 
     >>> parse_states(" 47+8-3+5\\n   55-3+5\\nAnswer: 55")
-    [(47, '+8-3+5', None), (55, '-3+5', None)]
-    >>> parse_states("55-3+5 ok\\n  53+5 no\\nWrong at step 2.")
-    [(55, '-3+5', 'ok'), (53, '+5', 'no')]
+    [(47, '+8-3+5'), (55, '-3+5')]
     """
     out = []
     for line in text.splitlines():
         m = _STATE.match(line)
         if m:
-            out.append((int(m.group(1)), m.group(2), m.group(3)))
+            out.append((int(m.group(1)), m.group(2)))
     return out
 
 
-def critique_line(value: int, steps_left: tuple[Step, ...], n_steps: int, claimed: int) -> str:
-    """One line of V's re-derivation: its own state, then `ok` or `no` against G's claim.
+RIGHT, WRONG = "Right.", "Wrong."
+NONE = "none"  # what V is shown when G's output states no answer
 
-    >>> critique_line(52, (("+", 5),), 3, 53)
-    '     52+5 no'
+
+def compare_line(mine: int, theirs: str) -> str:
+    """V's comparison of its answer with G's: both numbers, then each digit pair and a mark.
+
+    >>> compare_line(57, "58"), compare_line(57, "57"), compare_line(57, "157")
+    ('57 vs 58: 55= 78x', '57 vs 57: 55= 77=', '57 vs 157:  1x 55= 77=')
     """
-    mark = OK if value == claimed else NOT
-    return f"{state(value, steps_left).rjust(width(n_steps))} {mark}"
+    a, b = str(mine), theirs
+    w = max(len(a), len(b))
+    pairs = " ".join(f"{x}{y}{'=' if x == y else 'x'}" for x, y in zip(a.rjust(w), b.rjust(w)))
+    return f"{a} vs {b}: {pairs}"
 
 
-def render_critique(lines: list[str]) -> str:
-    """A full critique: V's lines (line 0 restates the question), then a verdict naming the
-    first line marked `no` (step k is line k).
+def render_check(p: Arith, results: list[int], theirs: str) -> str:
+    """A critique: V's own derivation, its comparison with G's answer, and the verdict.
 
-    >>> print(render_critique([" 47+8-3+5 ok", "   55-3+5 ok", "     52+5 no", "       57 no"]))
-     47+8-3+5 ok
-       55-3+5 ok
-         52+5 no
-           57 no
-    Wrong at step 2.
+    >>> print(render_check(Arith(47, (("+", 8), ("-", 3), ("+", 5))), [55, 52, 57], "58"))
+     47+8-3+5
+       55-3+5
+         52+5
+           57
+    57 vs 58: 55= 78x
+    Wrong.
     """
-    flagged = [i for i, line in enumerate(lines) if line.endswith(f" {NOT}")]
-    verdict = f"Wrong at step {flagged[0]}." if flagged else RIGHT
-    return "\n".join([*lines, verdict])
+    agree = str(results[-1]) == theirs
+    lines = [*render_lines(p.start, p.steps, results), compare_line(results[-1], theirs)]
+    return "\n".join([*lines, RIGHT if agree else WRONG])
 
 
-RIGHT = "All steps right."
-_VERDICT = re.compile(r"(Wrong at step \d+|All steps right)")
+def render_keep(answer: str) -> str:
+    """R's output when V agrees with G: G's answer, kept.
+
+    >>> render_keep("58")
+    'Answer: 58'
+    """
+    return f"Answer: {answer}"
+
+
+_VERDICT = re.compile(r"^(Right|Wrong)\.$", re.MULTILINE)
+_COMPARE = re.compile(r"^(-?\d+) vs ", re.MULTILINE)
 
 
 def critique_flags(text: str) -> bool | None:
-    """True when a critique's verdict says the answer is wrong, None without a verdict.
+    """True when a critique's verdict says G's answer is wrong, None without a verdict.
 
-    >>> critique_flags("55-3+5 ok\\nAll steps right."), critique_flags("Wrong at step 2.")
+    >>> critique_flags("57 vs 57: 55= 77=\\nRight."), critique_flags("Wrong.")
     (False, True)
-    >>> critique_flags("55-3+5 ok") is None
+    >>> critique_flags("57 vs 58: 55= 78x") is None
     True
     """
     found = _VERDICT.findall(text)
-    return None if not found else found[-1].startswith("Wrong")
+    return None if not found else found[-1] == "Wrong"
+
+
+def critique_answer(text: str) -> str | None:
+    """The answer V derived itself (the first number of its comparison line), or None.
+
+    >>> critique_answer("   57\\n57 vs 58: 55= 78x\\nWrong."), critique_answer("Wrong.")
+    ('57', None)
+    """
+    found = _COMPARE.findall(text)
+    return str(int(found[-1])) if found and len(found[-1]) <= 18 else None
+
+
+def answer_view(generator: str) -> str:
+    """What V sees of G's output: its final answer (or `none`), never its working.
+
+    >>> answer_view("  47+8\\n    55\\nAnswer: 55"), answer_view("47+8")
+    ('55', 'none')
+    """
+    return extract_answer(generator) or NONE
+
+
+def verdict_view(critique: str) -> str:
+    """What R sees of V's critique: its verdict line (or `none`).
+
+    >>> verdict_view("57 vs 58: 55= 78x\\nWrong."), verdict_view("57 vs")
+    ('Wrong.', 'none')
+    """
+    flag = critique_flags(critique)
+    return NONE if flag is None else WRONG if flag else RIGHT
 
 
 # ---- grading -----------------------------------------------------------------------------
@@ -283,7 +326,8 @@ def extract_answer(text: str) -> str | None:
     (True, True)
     """
     found = _ANSWER.findall(text)
-    return str(int(found[-1])) if found else None
+    # A model may write any digit string: keep int() within its digit limit.
+    return str(int(found[-1])) if found and len(found[-1]) <= 18 else None
 
 
 def is_equivalent(pred: str, gold: str) -> bool:
@@ -326,8 +370,8 @@ PROMPTS = RolePrompts(
     verifier_system="Check.",
     refiner_system="Fix.",
     generator_user="{question}",
-    verifier_user="Q: {question}\nA:\n{generator}",
-    refiner_user="Q: {question}\nA:\n{generator}\nC:\n{critique}",
+    verifier_user="Q: {question}\nA: {generator}",
+    refiner_user="Q: {question}\nA: {generator}\nC: {critique}",
 )
 
 TASK = Task(
@@ -336,4 +380,7 @@ TASK = Task(
     extract_fn=extract_answer,
     equivalent_fn=is_equivalent,
     prompts=PROMPTS,
+    generator_view=answer_view,
+    critique_view=verdict_view,
+    critique_answer_fn=critique_answer,
 )
