@@ -121,3 +121,25 @@ def test_global_values_are_leaf_means_and_labels_monotone(rewards, threshold):
 def test_local_values_in_unit_interval(rewards):
     tree = label_tree(make_tree(rewards), TOY, "local")
     assert all(0.0 <= n.value <= 1.0 for n in tree.nodes)
+
+
+def test_grading_counts_why_answers_earned_nothing():
+    from collections import Counter
+
+    from malt.records import Branching, Problem
+    from malt.synthetic import synthetic_forest
+    from malt.tasks import get_task
+
+    problems = [Problem(id=f"gsm8k-c{i}", question=f"{i} + 1?", answer=str(i + 1), task="gsm8k")
+                for i in range(4)]
+    trees = list(synthetic_forest(problems, Branching(2, 2, 2), seed=0))
+    leaves = [n for t in trees for n in t.by_role(REFINER)]
+    leaves[0].completion = "I am not sure."
+    leaves[1].completion = "Final Answer: " + "9" * 5000
+    leaves[2].completion = "Final Answer: \\frac{3}{4}"
+    statuses = Counter()
+    for tree in trees:
+        label_tree(tree, get_task("gsm8k"), statuses=statuses)
+    graded = sum(len(t.by_role(GENERATOR)) + len(t.by_role(REFINER)) for t in trees)
+    assert statuses == {"ok": graded - 2, "no_answer": 1, "unparseable": 1}
+    assert [(n.answer, n.reward) for n in leaves[:3]] == [(None, 0), (None, 0), ("0.75", 0)]

@@ -1,23 +1,50 @@
 """One YAML file describes a run; it is parsed into these typed dataclasses.
 
-Every default lives here, one dataclass per stage. `load_config(path, overrides)` reads the
-YAML, applies dotted command-line overrides (`generate.verifier.n=2`), and checks every
-field's type and range, naming the bad field in the error.
+Every default lives here, one dataclass per stage, and each dataclass checks its own ranges
+in `__post_init__`, next to its fields. `load_config(path, overrides)` reads the YAML (a key
+given twice is an error), applies dotted command-line overrides (`generate.verifier.n=2`),
+and checks every field's type and range. An error is one sentence naming where the bad value
+came from (`run.yaml:12: train.lora_dropout: ...` or `override train.lora_dropout=2: ...`).
+Float fields also take YAML 1.2 floats such as `2e-4`, which PyYAML reads as strings.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from malt.errors import MaltError
-from malt.records import GENERATOR, REFINER, ROLES, VERIFIER
+from malt.io import atomic_open, parse_yaml, read_yaml
+from malt.records import GENERATOR, REFINER, VERIFIER
+
+
+class FieldError(MaltError):
+    """A value that its field does not allow; `field` is the dotted name, `reason` the rule."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def _check(ok: bool, key: str, why: str) -> None:
+    if not ok:
+        raise FieldError(key, why)
+
+
+def _positive(x: float) -> bool:
+    return math.isfinite(x) and x > 0
+
+
+def _non_negative(x: float) -> bool:
+    return math.isfinite(x) and x >= 0
 
 
 @dataclass
@@ -31,6 +58,11 @@ class TaskConfig:
     test_split: str = "test"
     hub_config: str | None = None  # e.g. "main" for openai/gsm8k on the Hub
     limit_train: int | None = None  # first N training questions (None: all)
+
+    def __post_init__(self) -> None:
+        from malt.tasks import TASKS
+
+        _check(self.name in TASKS, "name", f"unknown task {self.name!r} (known: {', '.join(TASKS)})")
 
 
 EMBEDDED = "embedded"  # model name meaning the tiny base shipped with malt
@@ -62,31 +94,51 @@ class ModelsConfig:
 class BackendConfig:
     """How text is generated: hf (transformers), vllm, or openai (any compatible server)."""
 
-    name: str = "hf"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    name: Literal["hf", "vllm", "openai"] = "hf"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (what torch and the hf backend take)
     dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
-    batch_size: int = 64  # sequences per forward pass (hf)
-    kv_cache: str = "static"  # hf: static (preallocated, written in place) | dynamic (grows)
+    batch_size: int = 64  # sequences per forward pass (hf), >= 1
+    kv_cache: Literal["static", "dynamic"] = "static"  # hf: static (preallocated) | dynamic
     # vllm
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.85
-    max_lora_rank: int = 64
+    tensor_parallel_size: int = 1  # >= 1
+    gpu_memory_utilization: float = 0.85  # in (0, 1]
+    max_lora_rank: int = 64  # >= 1
     # openai-compatible server
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"  # name of the variable, never the key itself
-    max_concurrency: int = 32
-    timeout_s: float = 120.0
-    max_retries: int = 6
+    max_concurrency: int = 32  # requests in flight, >= 1
+    timeout_s: float = 120.0  # bound on each HTTP attempt, reply body included, > 0
+    max_retries: int = 6  # the client's retries per request, >= 0
+
+    def __post_init__(self) -> None:
+        _check(_DEVICE.fullmatch(self.device) is not None, "device",
+               "must be auto, cpu, cuda, cuda:N or mps")
+        _check(self.batch_size >= 1, "batch_size", "must be at least 1")
+        _check(self.tensor_parallel_size >= 1, "tensor_parallel_size", "must be at least 1")
+        _check(0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must be in (0, 1]")
+        _check(self.max_lora_rank >= 1, "max_lora_rank", "must be at least 1")
+        _check(self.max_concurrency >= 1, "max_concurrency", "must be at least 1")
+        _check(_positive(self.timeout_s), "timeout_s", "must be a finite number > 0")
+        _check(self.max_retries >= 0, "max_retries", "must be at least 0")
+
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(?::[0-9]+)?")
 
 
 @dataclass
 class RoleSampling:
     """Branching and sampling for one role (paper: n = 3, temperature 0.3)."""
 
-    n: int = 3
-    temperature: float = 0.3
-    top_p: float = 1.0
-    max_new_tokens: int = 512
+    n: int = 3  # >= 1
+    temperature: float = 0.3  # finite, >= 0
+    top_p: float = 1.0  # in (0, 1]
+    max_new_tokens: int = 512  # >= 1
+
+    def __post_init__(self) -> None:
+        _check(self.n >= 1, "n", "must be at least 1")
+        _check(_non_negative(self.temperature), "temperature", "must be a finite number >= 0")
+        _check(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        _check(self.max_new_tokens >= 1, "max_new_tokens", "must be at least 1")
 
 
 @dataclass
@@ -96,8 +148,11 @@ class GenerateConfig:
     generator: RoleSampling = field(default_factory=RoleSampling)
     verifier: RoleSampling = field(default_factory=RoleSampling)
     refiner: RoleSampling = field(default_factory=RoleSampling)
-    chunk_size: int = 64
+    chunk_size: int = 64  # >= 1
     split: str = "train"
+
+    def __post_init__(self) -> None:
+        _check(self.chunk_size >= 1, "chunk_size", "must be at least 1")
 
     def role(self, role: str) -> RoleSampling:
         return getattr(self, role)
@@ -107,17 +162,24 @@ class GenerateConfig:
 class CreditConfig:
     """Value iteration: global pooling (mean of leaves) or local (majority of children)."""
 
-    pooling: str = "global"
-    threshold: float = 0.5  # a node is positive when value > threshold (strict)
+    pooling: Literal["global", "local"] = "global"
+    threshold: float = 0.5  # a node is positive when value > threshold (strict); in [0, 1)
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.threshold < 1, "threshold", "must be in [0, 1)")
 
 
 @dataclass
 class DataConfig:
     """Role datasets in TRL formats."""
 
-    format: str = "jsonl"  # jsonl | parquet
-    max_pairs_per_parent: int | None = None  # None: all positive x negative sibling pairs
+    format: Literal["jsonl", "parquet"] = "jsonl"
+    max_pairs_per_parent: int | None = None  # >= 1; None: all positive x negative sibling pairs
     generator_pairs: bool = False  # paper: no DPO for the generator
+
+    def __post_init__(self) -> None:
+        mp = self.max_pairs_per_parent
+        _check(mp is None or mp >= 1, "max_pairs_per_parent", "must be at least 1 or null")
 
 
 @dataclass
@@ -131,10 +193,17 @@ class TrainRoleConfig:
 
     sft: bool = True
     dpo: bool = True
-    sft_learning_rate: float = 2e-4
-    dpo_learning_rate: float = 5e-5
-    sft_epochs: float | None = None  # None: chosen from the dataset size (rule above)
+    sft_learning_rate: float = 2e-4  # finite, > 0
+    dpo_learning_rate: float = 5e-5  # finite, > 0
+    sft_epochs: float | None = None  # > 0; None: chosen from the dataset size (rule above)
     dpo_epochs: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("sft_learning_rate", "dpo_learning_rate"):
+            _check(_positive(getattr(self, name)), name, "must be a finite number > 0")
+        for name in ("sft_epochs", "dpo_epochs"):
+            value = getattr(self, name)
+            _check(value is None or _positive(value), name, "must be a finite number > 0 or null")
 
 
 @dataclass
@@ -157,29 +226,41 @@ class TrainConfig:
     verifier: TrainRoleConfig = field(default_factory=TrainRoleConfig)
     refiner: TrainRoleConfig = field(default_factory=TrainRoleConfig)
     full_finetune: bool = False
-    lora_r: int = 16
+    lora_r: int = 16  # >= 1
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.05  # in [0, 1)
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
-    beta: float = 0.2
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_length: int = 1024
+    beta: float = 0.2  # finite, > 0
+    batch_size: int = 8  # >= 1
+    gradient_accumulation_steps: int = 1  # >= 1
+    max_length: int = 1024  # >= 8
     padding_free: bool = True
     packing: bool = False
     merge: bool = False  # also save a merged model per role
-    report_to: str = "none"  # none | tensorboard | wandb
+    report_to: Literal["none", "tensorboard", "wandb"] = "none"
     logging_steps: int = 10
-    save_steps: int = 200
+    save_steps: int = 200  # >= 1
     save_total_limit: int = 2  # checkpoints kept per phase for --resume
-    max_steps: int | None = None
-    warmup_ratio: float = 0.03
+    max_steps: int | None = None  # >= 1 or None
+    warmup_ratio: float = 0.03  # in [0, 1]
     lr_scheduler_type: str = "cosine"
     bf16: bool | None = None
     gradient_checkpointing: bool | None = None
     attn_implementation: str | None = None  # e.g. flash_attention_2; None: see the docstring
+
+    def __post_init__(self) -> None:
+        _check(self.lora_r >= 1, "lora_r", "must be at least 1")
+        _check(0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
+        _check(_positive(self.beta), "beta", "must be a finite number > 0")
+        _check(self.batch_size >= 1, "batch_size", "must be at least 1")
+        _check(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps",
+               "must be at least 1")
+        _check(self.max_length >= 8, "max_length", "must be at least 8")
+        _check(self.save_steps >= 1, "save_steps", "must be at least 1")
+        _check(self.max_steps is None or self.max_steps >= 1, "max_steps", "must be at least 1 or null")
+        _check(0 <= self.warmup_ratio <= 1, "warmup_ratio", "must be in [0, 1]")
 
     def role(self, role: str) -> TrainRoleConfig:
         return getattr(self, role)
@@ -196,15 +277,35 @@ class EvalConfig:
             "malt_no_mv", "malt",
         ]
     )
-    chains: int = 3
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    chains: int = 3  # >= 1
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # at least one, none repeated
     subset_size: int | None = None  # random test subset per seed (paper: 100); None: full split
-    temperature: float = 0.3
-    top_p: float = 1.0
-    max_new_tokens: int = 512
-    bootstrap_samples: int = 10000
-    confidence: float = 0.95  # two-sided level of the bootstrap interval
-    chunk_size: int = 64  # questions per resumable chunk of sampled chains
+    temperature: float = 0.3  # finite, >= 0
+    top_p: float = 1.0  # in (0, 1]
+    max_new_tokens: int = 512  # >= 1
+    bootstrap_samples: int = 10000  # >= 1
+    confidence: float = 0.95  # two-sided level of the bootstrap interval, in (0, 1)
+    chunk_size: int = 64  # questions per resumable chunk of sampled chains, >= 1
+
+    def __post_init__(self) -> None:
+        from malt.evaluate.methods import METHODS
+
+        known = ", ".join(METHODS)
+        for name in self.methods:
+            _check(name in METHODS, "methods", f"unknown method {name!r} (known: {known})")
+        _check(bool(self.methods), "methods", "needs at least one method")
+        _check(len(set(self.methods)) == len(self.methods), "methods", "must not repeat a method")
+        _check(self.chains >= 1, "chains", "must be at least 1")
+        _check(bool(self.seeds), "seeds", "needs at least one seed")
+        _check(len(set(self.seeds)) == len(self.seeds), "seeds", "must not repeat a seed")
+        _check(self.subset_size is None or self.subset_size >= 1, "subset_size",
+               "must be at least 1 or null")
+        _check(_non_negative(self.temperature), "temperature", "must be a finite number >= 0")
+        _check(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        _check(self.max_new_tokens >= 1, "max_new_tokens", "must be at least 1")
+        _check(self.bootstrap_samples >= 1, "bootstrap_samples", "must be at least 1")
+        _check(0 < self.confidence < 1, "confidence", "must be in (0, 1)")
+        _check(self.chunk_size >= 1, "chunk_size", "must be at least 1")
 
 
 @dataclass
@@ -226,42 +327,48 @@ class RunConfig:
         return Path(self.run_dir) / stage
 
 
-# Allowed values for string fields; checked after parsing.
-CHOICES: dict[str, tuple[str, ...]] = {
-    "backend.name": ("hf", "vllm", "openai"),
-    "backend.kv_cache": ("static", "dynamic"),
-    "credit.pooling": ("global", "local"),
-    "data.format": ("jsonl", "parquet"),
-    "train.report_to": ("none", "tensorboard", "wandb"),
-}
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML run config (or start from defaults), apply `key.sub=value` overrides."""
     raw: dict[str, Any] = {}
+    lines: dict[str, int] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise MaltError(f"{path}: config file not found")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise MaltError(f"{path}: not valid YAML ({e})") from None
-        if not isinstance(raw, dict):
-            raise MaltError(f"{path}: the top level must be a mapping of sections")
-    for item in overrides or []:
-        apply_override(raw, item)
-    where = f"{path}: " if path is not None else ""
+        raw, lines = _read_config_file(path)
+    given = [(item, apply_override(raw, item)) for item in overrides or []]
     try:
-        cfg = from_dict(RunConfig, raw, "")
-        validate(cfg)
-    except MaltError as e:
-        raise MaltError(f"{where}{e}") from None
-    return cfg
+        return from_dict(RunConfig, raw, "")
+    except FieldError as e:
+        raise MaltError(_blame(e, path, lines, given)) from None
 
 
-def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Set a dotted key in a nested dict from `a.b.c=value` (value parsed as YAML)."""
+def _read_config_file(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """A config file's sections, and the line of each dotted key in it."""
+    if not path.is_file():
+        raise MaltError(f"{path}: config file not found")
+    raw, lines = read_yaml(path)
+    if not isinstance(raw, dict | None):
+        raise MaltError(f"{path}: the top level must be a mapping of sections")
+    return raw or {}, lines
+
+
+def _blame(e: FieldError, path: Path | None, lines: dict[str, int],
+           given: list[tuple[str, str]]) -> str:
+    """`e` as one sentence naming where the value came from: its override, else file:line."""
+    name = e.field.split("[")[0]  # "eval.seeds[1]" was set as eval.seeds
+    for item, key in reversed(given):  # the last override of a field is the one that counts
+        if key == name or key.startswith(f"{name}.") or name.startswith(f"{key}."):
+            return f"override {item}: {e}"
+    if path is None:
+        return str(e)
+    parts = name.split(".")
+    enclosing = (".".join(parts[:i]) for i in range(len(parts), 0, -1))
+    line = next((lines[k] for k in enclosing if k in lines), None)
+    return f"{path}:{line}: {e}" if line else f"{path}: {e}"
+
+
+def apply_override(raw: dict[str, Any], item: str) -> str:
+    """Set a dotted key in a nested dict from `a.b.c=value` (value parsed as YAML); returns
+    the dotted key."""
     if "=" not in item:
         raise MaltError(f"override {item!r} must look like section.field=value")
     key, _, text = item.partition("=")
@@ -272,23 +379,31 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         if not isinstance(node, dict):
             raise MaltError(f"override {item!r}: {part!r} is not a section")
     try:
-        node[parts[-1]] = yaml.safe_load(text)
-    except yaml.YAMLError:
+        node[parts[-1]] = parse_yaml(text)
+    except MaltError:
         node[parts[-1]] = text
+    return ".".join(parts)
 
 
 def from_dict(cls: type, raw: Any, prefix: str) -> Any:
     """Build dataclass `cls` from a mapping, checking names and types field by field."""
     if not isinstance(raw, dict):
-        raise MaltError(f"{prefix or 'config'}: expected a mapping, got {type(raw).__name__}")
+        raise FieldError(prefix.rstrip(".") or "config",
+                         f"expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
+    unknown = sorted(set(raw) - set(fields), key=str)
     if unknown:
-        raise MaltError(f"{prefix}{unknown[0]}: unknown field (known: {', '.join(fields)})")
+        raise FieldError(f"{prefix}{unknown[0]}", f"unknown field (known: {', '.join(fields)})")
     kwargs = {name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in raw.items()}
-    obj = cls(**kwargs)
-    return obj
+    try:
+        return cls(**kwargs)
+    except FieldError as e:  # a range check in __post_init__ names the field without its section
+        raise FieldError(f"{prefix}{e.field}", e.reason) from None
+
+
+# YAML 1.2 floats, such as 2e-4 or +.5, that PyYAML (YAML 1.1) reads as strings.
+_YAML12_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
 
 
 def _coerce(tp: Any, value: Any, name: str) -> Any:
@@ -302,97 +417,34 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
                 continue
             try:
                 return _coerce(arg, value, name)
-            except MaltError:
+            except FieldError:
                 continue
-        raise MaltError(f"{name}: expected {_type_name(tp)}, got {value!r}")
+        raise FieldError(name, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if isinstance(value, str) and value in allowed:
+            return value
+        raise FieldError(name, f"{value!r} is not one of {', '.join(allowed)}")
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, f"{name}.")
     if origin is list:
         if not isinstance(value, list):
-            raise MaltError(f"{name}: expected a list, got {value!r}")
+            raise FieldError(name, f"expected a list, got {value!r}")
         (item,) = typing.get_args(tp)
         return [_coerce(item, v, f"{name}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, str) and _YAML12_FLOAT.fullmatch(value.strip()):
+        return float(value)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if tp is Any or (isinstance(tp, type) and isinstance(value, tp) and not (
         tp is int and isinstance(value, bool)
     )):
         return value
-    raise MaltError(f"{name}: expected {_type_name(tp)}, got {value!r}")
+    raise FieldError(name, f"expected {_type_name(tp)}, got {value!r}")
 
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def validate(cfg: RunConfig) -> None:
-    """Range and choice checks that types alone cannot express."""
-    for key, allowed in CHOICES.items():
-        value = _get(cfg, key)
-        if value not in allowed:
-            raise MaltError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
-    from malt.tasks import TASKS
-
-    if cfg.task.name not in TASKS:
-        raise MaltError(f"task.name: unknown task {cfg.task.name!r} (known: {', '.join(TASKS)})")
-    for role in ROLES:
-        s = cfg.generate.role(role)
-        _check(s.n >= 1, f"generate.{role}.n", "must be at least 1")
-        _check(s.temperature >= 0, f"generate.{role}.temperature", "must be >= 0")
-        _check(0 < s.top_p <= 1, f"generate.{role}.top_p", "must be in (0, 1]")
-        _check(s.max_new_tokens >= 1, f"generate.{role}.max_new_tokens", "must be at least 1")
-    _check(0 <= cfg.credit.threshold < 1, "credit.threshold", "must be in [0, 1)")
-    _check(cfg.generate.chunk_size >= 1, "generate.chunk_size", "must be at least 1")
-    _check(cfg.backend.batch_size >= 1, "backend.batch_size", "must be at least 1")
-    _check(cfg.eval.chains >= 1, "eval.chains", "must be at least 1")
-    _check(bool(cfg.eval.seeds), "eval.seeds", "needs at least one seed")
-    _validate_eval(cfg.eval)
-    mp = cfg.data.max_pairs_per_parent
-    _check(mp is None or mp >= 1, "data.max_pairs_per_parent", "must be at least 1 or null")
-    _check(cfg.train.beta > 0, "train.beta", "must be > 0")
-    _check(cfg.train.lora_r >= 1, "train.lora_r", "must be at least 1")
-    _check(cfg.train.batch_size >= 1, "train.batch_size", "must be at least 1")
-    _check(cfg.train.max_length >= 8, "train.max_length", "must be at least 8")
-    _check(cfg.train.save_steps >= 1, "train.save_steps", "must be at least 1")
-    _check(cfg.train.max_steps is None or cfg.train.max_steps >= 1, "train.max_steps",
-           "must be at least 1 or null")
-    for role in ROLES:
-        r = cfg.train.role(role)
-        for name in ("sft_learning_rate", "dpo_learning_rate"):
-            _check(getattr(r, name) > 0, f"train.{role}.{name}", "must be > 0")
-        for name in ("sft_epochs", "dpo_epochs"):
-            value = getattr(r, name)
-            _check(value is None or value > 0, f"train.{role}.{name}", "must be > 0 or null")
-
-
-def _validate_eval(e: EvalConfig) -> None:
-    from malt.evaluate.methods import METHODS
-
-    known = ", ".join(METHODS)
-    for name in e.methods:
-        _check(name in METHODS, "eval.methods", f"unknown method {name!r} (known: {known})")
-    _check(bool(e.methods), "eval.methods", "needs at least one method")
-    _check(len(set(e.seeds)) == len(e.seeds), "eval.seeds", "must not repeat a seed")
-    _check(len(set(e.methods)) == len(e.methods), "eval.methods", "must not repeat a method")
-    _check(e.subset_size is None or e.subset_size >= 1, "eval.subset_size",
-           "must be at least 1 or null")
-    _check(e.temperature >= 0, "eval.temperature", "must be >= 0")
-    _check(0 < e.top_p <= 1, "eval.top_p", "must be in (0, 1]")
-    _check(e.max_new_tokens >= 1, "eval.max_new_tokens", "must be at least 1")
-    _check(e.bootstrap_samples >= 1, "eval.bootstrap_samples", "must be at least 1")
-    _check(0 < e.confidence < 1, "eval.confidence", "must be in (0, 1)")
-    _check(e.chunk_size >= 1, "eval.chunk_size", "must be at least 1")
-
-
-def _check(ok: bool, key: str, why: str) -> None:
-    if not ok:
-        raise MaltError(f"{key}: {why}")
-
-
-def _get(cfg: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -401,8 +453,6 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     """Write the fully resolved config as YAML (the exact settings a stage ran with)."""
-    from malt.io import atomic_open
-
     with atomic_open(path) as f:
         yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
 

@@ -10,19 +10,23 @@ value exceeds the threshold (strictly).
 
 from __future__ import annotations
 
+from collections import Counter
+
 from malt.records import GENERATOR, REFINER, VERIFIER, Node, Tree
 from malt.tasks.base import Task
+from malt.tasks.grading import read_answer
 
 POOLINGS = ("global", "local")
 
 
-def grade_tree(tree: Tree, task: Task) -> Tree:
+def grade_tree(tree: Tree, task: Task, statuses: Counter[str] | None = None) -> Tree:
     """Extract answers from G and R nodes and reward them 0/1 against the gold answer.
 
     Fills the nodes in place (a forest is labelled tree by tree, so copies would only cost
     time) and returns the same tree.
     Verifier critiques carry no answer of their own: their reward stays None.
     Equivalence checks are cached per answer string, since siblings often agree.
+    `statuses`, when given, counts each graded node's answer as ok, no_answer or unparseable.
     """
     gold = tree.problem.answer
     verdicts: dict[str, bool] = {}
@@ -30,7 +34,9 @@ def grade_tree(tree: Tree, task: Task) -> Tree:
         if n.role == VERIFIER:
             n.answer, n.reward = None, None
             continue
-        pred = task.extract_answer(n.completion)
+        pred, status = read_answer(task, n.completion)
+        if statuses is not None:
+            statuses[status] += 1
         if pred is not None and pred not in verdicts:
             verdicts[pred] = task.is_equivalent(pred, gold)
         n.answer, n.reward = pred, int(pred is not None and verdicts[pred])
@@ -68,6 +74,7 @@ def assign_values(tree: Tree, pooling: str = "global", threshold: float = 0.5) -
     return tree
 
 
-def label_tree(tree: Tree, task: Task, pooling: str = "global", threshold: float = 0.5) -> Tree:
+def label_tree(tree: Tree, task: Task, pooling: str = "global", threshold: float = 0.5,
+               statuses: Counter[str] | None = None) -> Tree:
     """Grade, then assign values and labels: the whole credit stage for one tree."""
-    return assign_values(grade_tree(tree, task), pooling=pooling, threshold=threshold)
+    return assign_values(grade_tree(tree, task, statuses), pooling=pooling, threshold=threshold)

@@ -1,4 +1,4 @@
-"""File I/O at the edges: JSONL with file:line errors, atomic writes, trees, manifests."""
+"""File I/O at the edges: JSONL and YAML with file:line errors, atomic writes, trees, manifests."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+import yaml
+
 from malt.errors import MaltError
 from malt.records import Tree
 
@@ -23,21 +26,52 @@ os.umask(_UMASK)
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; bad JSON names file:line."""
+    """Yield (line number, object) for each non-blank line; a bad line names file:line."""
     path = Path(path)
     if not path.is_file():
         raise MaltError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise MaltError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise MaltError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    for lineno, raw in _raw_lines(path):
+        try:
+            yield lineno, json_object(raw)
+        except MaltError as e:
+            raise MaltError(f"{path}:{lineno}: {e}") from None
+
+
+def _raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of each non-blank line; bytes, so one bad byte costs one line."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if raw.strip():
+                yield lineno, raw
+
+
+# JSON may escape half a surrogate pair ("\ud800"): valid JSON, but no UTF-8 writer takes it.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """One JSONL line as a dict; MaltError with the reason (bad UTF-8, JSON or Unicode)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        byte = raw[e.start]
+        raise MaltError(f"not valid UTF-8 (byte 0x{byte:02x} at column {e.start + 1})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise MaltError(f"not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise MaltError("not valid JSON (nested too deeply to read)") from None
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits
+        raise MaltError(f"not valid JSON ({str(e).split(';')[0]})") from None
+    if not isinstance(obj, dict):
+        raise MaltError(f"expected a JSON object, got {type(obj).__name__}")
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            dumps(obj).encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise MaltError(f"not valid Unicode (a lone surrogate {e.object[e.start]!r})") from None
+    return obj
 
 
 def dumps(obj: Any) -> str:
@@ -88,6 +122,85 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_open(path) as f:
         json.dump(obj, f, indent=2, ensure_ascii=False)
         f.write("\n")
+
+
+def read_yaml(path: str | os.PathLike) -> tuple[Any, dict[str, int]]:
+    """A YAML file's data, and the 1-based line of each dotted mapping key ("train.beta").
+
+    Errors are one sentence naming file:line; a key given twice in one mapping is one of
+    them (PyYAML alone would silently keep the last).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise MaltError(f"{path}: not valid UTF-8 (byte 0x{e.object[e.start]:02x})") from None
+    data, node = _load_yaml(text, str(path))
+    return data, _key_lines(node)
+
+
+def parse_yaml(text: str) -> Any:
+    """The value a YAML snippet (such as a command-line override) writes, checked as above."""
+    return _load_yaml(text, "value")[0]
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping that gives one key twice."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *base" merges are not repeats
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                repeated = key in first
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if repeated:
+                raise _DuplicateKey(problem=f"duplicate key {key!r} (first given on line "
+                                    f"{first[key]})", problem_mark=key_node.start_mark)
+            first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def _load_yaml(text: str, where: str) -> tuple[Any, yaml.Node | None]:
+    """The data in a YAML document and its node tree (which knows each key's line)."""
+    try:
+        loader = _UniqueKeyLoader(text)
+        try:
+            node = loader.get_single_node()
+            return (loader.construct_document(node) if node is not None else None), node
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        raise MaltError(_yaml_error(where, e)) from None
+
+
+def _yaml_error(where: str, e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    at = f"{where}:{mark.line + 1}" if mark else where
+    if isinstance(e, _DuplicateKey):
+        return f"{at}: {e.problem}"
+    problem = getattr(e, "problem", None) or getattr(e, "context", None) or str(e).splitlines()[0]
+    return f"{at}: not valid YAML ({problem})"
+
+
+def _key_lines(node: yaml.Node | None, prefix: str = "", depth: int = 0) -> dict[str, int]:
+    """Dotted key -> line of that key, through nested mappings (a config nests 3 deep)."""
+    lines: dict[str, int] = {}
+    if not isinstance(node, yaml.MappingNode) or depth > 3:
+        return lines
+    for key_node, value_node in node.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            key = prefix + key_node.value
+            lines[key] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, f"{key}.", depth + 1))
+    return lines
 
 
 def tree_files(path: str | os.PathLike) -> list[Path]:
@@ -248,17 +361,8 @@ class DatasetWriter:
 def iter_tree_lines(path: str | os.PathLike) -> Iterator[Tree | MaltError]:
     """Like `read_trees`, but yields a MaltError naming file:line for a bad line and goes on."""
     for file in tree_files(path):
-        with file.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                where = f"{file}:{lineno}"
-                try:
-                    row = json.loads(line)
-                    if not isinstance(row, dict):
-                        raise MaltError("expected a JSON object")
-                    yield Tree.from_dict(row)
-                except json.JSONDecodeError as e:
-                    yield MaltError(f"{where}: not valid JSON ({e.msg})")
-                except MaltError as e:
-                    yield MaltError(f"{where}: {e}")
+        for lineno, raw in _raw_lines(file):
+            try:
+                yield Tree.from_dict(json_object(raw))
+            except MaltError as e:
+                yield MaltError(f"{file}:{lineno}: {e}")

@@ -112,6 +112,7 @@ class Tree:
         except TypeError as e:
             raise MaltError(f"tree has a malformed record: {e}") from None
         tree = cls(problem=problem, branching=branching, nodes=nodes)
+        check_types(tree)
         check_shape(tree)
         return tree
 
@@ -124,6 +125,35 @@ def child_id(parent: str, role: str, index: int) -> str:
     'gsm8k-1a2b/g0/v2'
     """
     return f"{parent}/{_ROLE_LETTER[role]}{index}"
+
+
+def check_types(tree: Tree) -> None:
+    """Raise MaltError naming the first field whose JSON type is wrong (a hand-edited tree)."""
+    p = tree.problem
+    for name in ("id", "question", "answer", "task"):
+        if not isinstance(getattr(p, name), str):
+            raise MaltError(f"problem field {name!r} is not a string")
+    for name in ("n_g", "n_v", "n_r"):
+        value = getattr(tree.branching, name)
+        if type(value) is not int or value < 1:
+            raise MaltError(f"branching {name} must be an integer >= 1, got {value!r}")
+    for n in tree.nodes:
+        for name in ("id", "role", "completion"):
+            if not isinstance(getattr(n, name), str):
+                raise MaltError(f"node {n.id!r}: field {name!r} is not a string")
+        if n.parent_id is not None and not isinstance(n.parent_id, str):
+            raise MaltError(f"node {n.id!r}: field 'parent_id' is not a string or null")
+        if not _is_messages(n.prompt):
+            raise MaltError(f"node {n.id!r}: field 'prompt' is not a list of messages "
+                            "(objects with a string role and content)")
+
+
+def _is_messages(prompt: Any) -> bool:
+    return isinstance(prompt, list) and all(
+        isinstance(m, dict) and m.keys() == {"role", "content"}
+        and isinstance(m["role"], str) and isinstance(m["content"], str)
+        for m in prompt
+    )
 
 
 def check_shape(tree: Tree) -> None:

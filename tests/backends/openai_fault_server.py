@@ -1,6 +1,8 @@
 """A small OpenAI-compatible chat server on loopback that injects faults on request.
 
-Each request takes the next fault from a queue (429, 500, timeout, drop, badjson, empty);
+Each request takes the next fault from a queue (429, 500, timeout, drop, badjson, empty,
+trickle: a proper reply sent one byte every `trickle_s` for up to `hang_s`, then the rest;
+echo_auth: HTTP 401 whose error text repeats the Authorization header and the key);
 when the queue is empty it answers properly. Answers are deterministic: the text names the
 last user message's first word, the seed and the choice index.
 """
@@ -16,11 +18,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FaultServer:
     """Serve /v1/chat/completions on 127.0.0.1 in a thread; use as a context manager."""
 
-    def __init__(self, faults=(), honour_n=True, fail_after=None, hang_s=3.0):
+    def __init__(self, faults=(), honour_n=True, fail_after=None, hang_s=3.0, trickle_s=0.5):
         self.faults = list(faults)
         self.honour_n = honour_n
         self.fail_after = fail_after  # answer this many requests, then only HTTP 500
         self.hang_s = hang_s
+        self.trickle_s = trickle_s
         self.lock = threading.Lock()
         self.log: list[tuple[str, dict]] = []  # (what happened, request body)
         self.auth: list[str] = []  # Authorization headers received
@@ -96,12 +99,35 @@ def _handler(server: FaultServer):
                 self.close_connection = True
             elif action == "drop":
                 self.close_connection = True  # close the socket without any reply
+            elif action == "trickle":
+                self._trickle(json.dumps(server.reply(body)).encode())
+            elif action == "echo_auth":
+                auth = self.headers.get("Authorization", "")
+                message = f"rejected {auth}; key {auth.split()[-1]} is revoked"
+                self._send(401, json.dumps({"error": {"message": message}}).encode(), {})
             elif action == "badjson":
                 self._send(200, b'{"id": "x", "choices": [', {})
             elif action == "empty":
                 self._send(200, json.dumps({**server.reply(body), "choices": []}).encode(), {})
             else:
                 self._send(200, json.dumps(server.reply(body)).encode(), {})
+
+        def _trickle(self, payload):
+            # Each byte arrives well within any per-read timeout; the whole reply does not.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            end = time.monotonic() + server.hang_s
+            try:
+                while payload and time.monotonic() < end:
+                    self.wfile.write(payload[:1])
+                    self.wfile.flush()
+                    payload = payload[1:]
+                    time.sleep(server.trickle_s)
+                self.wfile.write(payload)
+            except OSError:  # the client gave up and closed the connection
+                self.close_connection = True
 
         def _send(self, status, payload, headers):
             self.send_response(status)

@@ -15,6 +15,7 @@ import pytest
 from openai_fault_server import FaultServer
 
 from malt.backends import ModelSpec, SamplingParams, build_backend
+from malt.backends.openai import redact
 from malt.config import BackendConfig, load_config
 from malt.errors import MaltError
 from malt.records import GENERATOR, REFINER, ROLES, VERIFIER, Problem, check_shape
@@ -114,6 +115,50 @@ def test_an_unreachable_server_is_a_clear_error():
         _backend(f"http://127.0.0.1:{port}/v1", max_retries=1).generate(
             "generator", [[{"role": "user", "content": "x"}]], SamplingParams(n=1), [0]
         )
+
+
+def test_a_trickling_reply_is_cut_at_the_timeout():
+    # A byte every 0.25 s never trips a per-read timeout; each attempt still ends at timeout_s.
+    with FaultServer(faults=["trickle"] * 3, hang_s=6.0, trickle_s=0.25) as server:
+        backend = _backend(server.url, timeout_s=1.0, max_retries=1)
+        with pytest.raises(MaltError, match=r"no answer within backend.timeout_s=1.0s, 2 times"):
+            backend.generate(
+                "generator", [[{"role": "user", "content": "x"}]], SamplingParams(n=1), [0]
+            )
+    assert server.count("trickle") == 2  # the client's own retry, cut at the deadline too
+
+
+def test_the_api_key_is_redacted_from_errors():
+    with FaultServer(faults=["echo_auth"]) as server:
+        with pytest.raises(MaltError, match="HTTP 401") as err:
+            _backend(server.url).generate(
+                "generator", [[{"role": "user", "content": "x"}]], SamplingParams(n=1), [0]
+            )
+    assert server.auth == ["Bearer " + SECRET]  # the server did see (and echo) the key
+    text = str(err.value)
+    assert SECRET not in text and "Bearer sk" not in text
+    assert "rejected Bearer [redacted]; key [redacted] is revoked" in text
+
+
+def test_redact_hides_the_key_and_any_bearer_token():
+    assert redact(f"key={SECRET}, auth: Bearer {SECRET}", SECRET) == (
+        "key=[redacted], auth: Bearer [redacted]"
+    )
+    assert redact("got 'Authorization: bearer abc.def-ghi'", None) == (
+        "got 'Authorization: Bearer [redacted]'"
+    )
+
+
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("max_concurrency", 0, "must be at least 1"),  # a zero-slot semaphore waits forever
+    ("max_retries", -1, "must be at least 0"),
+    ("timeout_s", 0.0, "must be a finite number > 0"),
+])
+def test_settings_that_would_hang_are_refused(field, value, why):
+    with pytest.raises(MaltError, match=f"^{field}: {why}$"):
+        _backend("http://127.0.0.1:9/v1", **{field: value})
+    with pytest.raises(MaltError, match=f"^override backend.{field}={value}: backend.{field}: {why}$"):
+        load_config(None, [f"backend.{field}={value}"])
 
 
 def test_a_missing_key_for_the_hosted_api_is_a_clear_error(monkeypatch):

@@ -51,6 +51,67 @@ def test_extract_answer(text: str, expected: str) -> None:
     assert extract_answer(text) == expected
 
 
+# Fractions are read as their value, or as no answer: never as their numerator (or denominator).
+FRACTIONS = [
+    ("So each friend gets $\\boxed{\\frac{3}{4}}$ of a pizza.", "0.75"),
+    ("Final Answer: \\frac{3}{4}", "0.75"),
+    ("Final Answer: $\\dfrac{1}{2}$", "0.5"),
+    ("The answer is \\tfrac{5}{2}.", "2.5"),
+    ("\\boxed{\\frac34}", "0.75"),
+    ("\\boxed{\\frac{ 3 }{ 4 }}", "0.75"),
+    ("\\boxed{-\\frac{3}{4}}", "-0.75"),
+    ("\\boxed{\\frac{-3}{4}}", "-0.75"),
+    ("\\boxed{2\\frac{1}{2}}", "2.5"),
+    ("\\boxed{\\frac{1}{3}}", "1/3"),
+    ("\\boxed{\\frac{1,200}{4}}", "300"),
+    ("Each friend gets \\frac{3}{4} of the pizza.", "0.75"),
+    ("Final Answer: 3/4", "0.75"),
+    ("Final Answer: 12 / 8", "1.5"),
+    ("He sleeps 6 hours and increases that by 1/3.", "1/3"),
+    ("He earns $15/hour.\nFinal Answer: $15/hour", "15"),
+    ("\\boxed{\\frac{\\pi}{2}}", None),
+    ("\\boxed{\\frac{3}{x}}", None),
+    ("\\boxed{\\frac{3}{0}}", None),
+    ("The ratio is \\frac{a}{4}.", None),
+    ("Final Answer: 3/1.5", None),
+    ("Final Answer: 3/(4)", None),
+    ("Final Answer: 3 / 1.5", None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), FRACTIONS)
+def test_fractions_are_read_as_their_value_or_not_at_all(text: str, expected: str | None) -> None:
+    assert extract_answer(text) == expected
+
+
+def test_reward_of_a_boxed_fraction_is_its_value() -> None:
+    p = Problem(id="gsm8k-x", question="q", answer="3", task="gsm8k")
+    assert TASK.reward("\\boxed{\\frac{3}{4}}", p) == 0
+    assert TASK.reward("\\boxed{\\frac{12}{4}}", p) == 1
+
+
+TOO_LONG = {
+    "marked": "Final Answer: " + "9" * 5000,
+    "hashes": "#### " + "9" * 5000,
+    "boxed": "\\boxed{" + "9" * 5000 + "}",
+    "last number": "The total is " + "9" * 5000 + " apples.",
+    "cut at the span's end": "Final Answer: " + "9" * 300,  # its first 200 digits are not it
+    "denominator": "Final Answer: 1/" + "3" * 5000,
+}
+
+
+@pytest.mark.parametrize("text", TOO_LONG.values(), ids=TOO_LONG.keys())
+def test_a_number_too_long_to_be_an_answer_is_no_answer(text: str) -> None:
+    assert extract_answer(text) is None
+    assert is_equivalent(text, "9") is False
+
+
+def test_a_marked_span_never_ends_inside_a_number() -> None:
+    # The marked span is cut near 200 characters; a number is read whole or not at all.
+    text = "Final Answer: " + "a" * 195 + " 123456789"
+    assert extract_answer(text) == "123456789"
+
+
 @pytest.mark.parametrize("text", ["", "I do not know.", "Final Answer: none of them"])
 def test_extract_answer_none(text: str) -> None:
     assert extract_answer(text) is None
@@ -67,6 +128,12 @@ EQUIVALENT = [
     ("0.33", "1/3", False),
     ("", "5", False),
     ("abc", "5", False),
+    ("\\frac{1}{2}", "1", False),
+    ("\\frac{1}{2}", "0.5", True),
+    ("\\dfrac{3}{4}", "3", False),
+    ("3", "\\frac{3}{4}", False),
+    ("\\frac{\\pi}{2}", "2", False),
+    ("3/1.5", "3", False),
 ]
 
 
@@ -89,6 +156,11 @@ def test_parse_row_keeps_gold_and_rationale() -> None:
     assert p.meta["rationale"] == "3 + 4 = <<3+4=7>>7 and 1,000 more"
     assert p.id == parse_row(dict(row), "other:1").id  # content-derived, stable
     assert parse_row({**row, "id": 17}, "f:1").id == "gsm8k-17"
+
+
+def test_parse_row_refuses_a_gold_answer_too_long_to_grade() -> None:
+    with pytest.raises(MaltError, match=r"^f\.jsonl:2: field 'answer'"):
+        parse_row({"question": "q", "answer": "#### " + "9" * 5000}, "f.jsonl:2")
 
 
 @pytest.mark.parametrize(

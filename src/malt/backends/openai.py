@@ -3,6 +3,9 @@
 Uses the official `openai` AsyncOpenAI client. Retries with backoff on 408/409/429/5xx,
 timeouts and dropped connections are the client's own (`backend.max_retries`,
 `backend.timeout_s`); a semaphore caps requests in flight (`backend.max_concurrency`).
+The client's timeouts bound each network read, so a server that trickles a byte at a time
+could hold a request for ever: each HTTP attempt, reply body included, is also cut at
+`backend.timeout_s` (and then retried by the client like any other timeout).
 One gap in the client is filled here: a 200 reply whose body is not valid JSON, or has no
 message text, is not retried by the client (it only retries on status codes and transport
 errors), so such replies are retried here within the same `max_retries` budget.
@@ -18,7 +21,9 @@ effort; `transformers serve` sets a global torch seed, so concurrency breaks it)
 
 Model names: a role's request names `adapter` when set (e.g. a LoRA module name given to
 `vllm serve --lora-modules`), else `model`. The API key is read from the environment
-variable named by `backend.api_key_env` and never logged or written.
+variable named by `backend.api_key_env` and never logged or written: every error the
+backend raises has the key and any `Bearer ...` token redacted, since a server may echo
+request headers in its error text.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -61,6 +68,7 @@ class OpenAIBackend:
             )
         # Local servers usually accept any key; the client insists on a non-empty one.
         self._api_key = key or "EMPTY"
+        self._secret = key  # redacted from every error text
         self.models = {role: spec.adapter or spec.model for role, spec in models.items()}
         self.server_n: bool | None = None  # unknown until a reply shows it
         self.requests = 0
@@ -90,6 +98,7 @@ class OpenAIBackend:
             api_key=self._api_key,
             max_retries=self.cfg.max_retries,
             timeout=self.cfg.timeout_s,
+            http_client=deadline_http_client(self.cfg.timeout_s),
         )
         async with client:
             jobs = [
@@ -148,23 +157,32 @@ class OpenAIBackend:
                 except openai.APIStatusError as e:
                     retried = e.status_code in (408, 409, 429) or e.status_code >= 500
                     after = f" after {self.cfg.max_retries} retries" if retried else ""
-                    raise MaltError(
+                    raise self._error(
                         f"{self.where}: the server answered HTTP {e.status_code} for model "
-                        f"{model!r} ({_short(e)}){after}"
+                        f"{model!r} ({self._short(e)}){after}"
                     ) from None
                 except openai.APITimeoutError:
-                    raise MaltError(
+                    raise self._error(
                         f"{self.where}: no answer within backend.timeout_s="
                         f"{self.cfg.timeout_s}s, {attempts} times"
                     ) from None
                 except openai.APIConnectionError as e:
-                    raise MaltError(
-                        f"{self.where}: could not reach the server ({_short(e)}) after "
+                    raise self._error(
+                        f"{self.where}: could not reach the server ({self._short(e)}) after "
                         f"{self.cfg.max_retries} retries"
                     ) from None
-        raise MaltError(
+        raise self._error(
             f"{self.where}: {attempts} replies in a row were not valid chat completions"
         )
+
+    def _error(self, text: str) -> MaltError:
+        """A MaltError whose text holds neither the API key nor any bearer token."""
+        return MaltError(redact(text, self._secret))
+
+    def _short(self, e: Exception) -> str:
+        """An exception's text, redacted before it is cut (so no part of a key survives)."""
+        text = redact(str(getattr(e, "message", None) or e), self._secret)
+        return text if len(text) <= 200 else text[:197] + "..."
 
     def close(self) -> None:
         """Nothing to free: each call opens and closes its own client."""
@@ -211,9 +229,40 @@ def split_tokens(total: int | None, texts: Sequence[str]) -> list[int]:
     return counts
 
 
-def _short(e: Exception) -> str:
-    text = str(getattr(e, "message", None) or e)
-    return text if len(text) <= 200 else text[:197] + "..."
+_BEARER = re.compile(r"(?i)\bbearer\s+(?!\[redacted\])[^\s\"',;)}\]]+")
+
+
+def redact(text: str, secret: str | None) -> str:
+    """`text` with the secret and any bearer token replaced by [redacted].
+
+    >>> redact("rejected Authorization: Bearer sk-abc; key sk-abc", "sk-abc")
+    'rejected Authorization: Bearer [redacted]; key [redacted]'
+    """
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    return _BEARER.sub("Bearer [redacted]", text)
+
+
+def deadline_http_client(deadline_s: float) -> Any:
+    """The openai client's default HTTP client, each of whose requests (reply body included)
+    ends within `deadline_s` with the HTTP library's own timeout error, which the client retries.
+    """
+    import openai
+
+    base = openai.DefaultAsyncHttpxClient  # an httpx (openai 1.x) or httpx2 AsyncClient
+    client_class = next(c for c in base.__mro__ if c.__name__ == "AsyncClient")
+    http = sys.modules[client_class.__module__.split(".")[0]]
+
+    class DeadlineClient(base):
+        async def send(self, request: Any, **kwargs: Any) -> Any:
+            try:
+                return await asyncio.wait_for(super().send(request, **kwargs), deadline_s)
+            except TimeoutError:
+                raise http.ReadTimeout(
+                    f"no complete reply within {deadline_s}s", request=request
+                ) from None
+
+    return DeadlineClient()
 
 
 def _run(coro):

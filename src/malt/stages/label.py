@@ -3,13 +3,15 @@
 Reads `<run_dir>/generate/` (or `--trees PATH`) one tree at a time and streams every output,
 so memory stays flat however large the forest. Writes into `<run_dir>/label/`:
 `sft_<role>.jsonl`, `dpo_<role>.jsonl` (TRL conversational formats), `labels.jsonl` (per node:
-answer, reward, value, label), `summary.json`, `config.yaml` and `manifest.json`.
+answer, reward, value, label), `summary.json` (with `answers`: how many G and R outputs stated
+an answer, none, or one that could not be read), `config.yaml` and `manifest.json`.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from malt.io import DatasetWriter, atomic_open, dumps, iter_tree_lines, manifest
 from malt.records import GENERATOR, REFINER, VERIFIER, Tree
 from malt.roledata import RoleStats, dpo_row, preference_pairs, sft_nodes, sft_row
 from malt.tasks import get_task
+from malt.tasks.grading import STATUSES
 
 SFT_COLUMNS = ("prompt", "completion")
 DPO_COLUMNS = ("prompt", "chosen", "rejected")
@@ -45,7 +48,7 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
         **{f"dpo_{r}": DatasetWriter(out / f"dpo_{r}", cfg.data.format, DPO_COLUMNS)
            for r in dpo_roles},
     }
-    stats, errors = RoleStats(), []
+    stats, errors, answers = RoleStats(), [], Counter()
     start = time.perf_counter()
     try:
         with atomic_open(out / "labels.jsonl") as labels:
@@ -53,7 +56,7 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
                 if isinstance(item, MaltError):
                     errors.append(str(item))
                     continue
-                tree = label_tree(item, task, cfg.credit.pooling, cfg.credit.threshold)
+                tree = label_tree(item, task, cfg.credit.pooling, cfg.credit.threshold, answers)
                 _write_tree(tree, writers, stats, cfg, dpo_roles)
                 labels.write(dumps(_labels_row(tree)) + "\n")
     except BaseException:
@@ -63,6 +66,7 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
     files = {name: str(w.close()) for name, w in writers.items()}
     summary = {
         **stats.to_dict(),
+        "answers": {status: answers[status] for status in STATUSES},  # G and R outputs
         "malformed_trees": len(errors),
         "seconds": round(time.perf_counter() - start, 3),
         "files": files,

@@ -13,6 +13,7 @@ from malt.errors import MaltError
 from malt.records import Problem
 from malt.tasks.base import Task, field_str, stable_id
 from malt.tasks.extract import after_last, last_boxed, safe_id
+from malt.tasks.grading import total_equivalence, total_extractor
 from malt.tasks.prompts import role_prompts
 
 NAME = "csqa"
@@ -39,6 +40,7 @@ def _letter_in(span: str) -> str | None:
     return None
 
 
+@total_extractor
 def extract_answer(text: str) -> str | None:
     r"""The choice letter a model output settles on, or None.
 
@@ -68,6 +70,7 @@ def extract_answer(text: str) -> str | None:
     return m.group(1).upper() if m else None
 
 
+@total_equivalence
 def is_equivalent(pred: str, gold: str) -> bool:
     """Whether two answers name the same choice letter ("(c)" == "C").
 

@@ -33,7 +33,7 @@ def last_boxed(text: str) -> str | None:
     starts = [m.end() for m in _BOX.finditer(text)]
     if not starts:
         return None
-    closing = _matching_braces(text)
+    closing = matching_braces(text)
     for i in reversed(starts):
         j = _SPACES.match(text, i).end()
         if text.startswith("{", j):
@@ -46,7 +46,7 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def _matching_braces(text: str) -> dict[int, int]:
+def matching_braces(text: str) -> dict[int, int]:
     """Position of each unescaped "{" that is closed -> position of its "}"."""
     stack: list[int] = []
     closing: dict[int, int] = {}
@@ -61,17 +61,31 @@ def _matching_braces(text: str) -> dict[int, int]:
 def after_last(pattern: re.Pattern[str], text: str, max_chars: int = 200) -> str | None:
     r"""The first non-empty line of text after the last match of `pattern`, or None.
 
+    A line longer than `max_chars` is cut at a space, so no number is read from half of it.
+
     >>> after_last(re.compile(r"(?i)final answer\s*:"), "Final Answer:\n\n 42 apples\nbye")
     '42 apples'
     >>> after_last(re.compile("####"), "no marker") is None
     True
+    >>> after_last(re.compile("Answer:"), "Answer: 12 " + "9" * 300, max_chars=10)
+    '12'
     """
     last = last_match(pattern, text)
     if last is None:
         return None
     rest = text[last.end() :].lstrip()
     line = rest.split("\n", 1)[0].strip()
-    return line[:max_chars] if line else None
+    if len(line) > max_chars:
+        line = _cut_at_space(line[: max_chars + 1])
+    return line or None
+
+
+def _cut_at_space(head: str) -> str:
+    """`head` up to its last whitespace (empty when it has none)."""
+    i = len(head) - 1
+    while i >= 0 and not head[i].isspace():
+        i -= 1
+    return head[:i].rstrip() if i > 0 else ""
 
 
 def last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:

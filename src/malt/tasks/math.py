@@ -3,7 +3,8 @@ r"""MATH (Hendrycks) and MATH-500: competition problems with a LaTeX final answe
 Rows are `{"problem", "solution", ...}`; the gold answer is the last `\boxed{}`/`\fbox{}` of
 the solution (MATH-500's `answer` field is kept in meta). Equivalence goes through
 math-verify (LaTeX -> SymPy) in a helper process with a hard time bound per check, after a
-cheap exact match on lightly normalised strings.
+cheap exact match on lightly normalised strings. An answer longer than `MAX_ANSWER_CHARS`
+is unparseable: it is never sent to math-verify (nor kept in its cache).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from malt.errors import MaltError
 from malt.records import Problem
 from malt.tasks.base import Task, field_str, stable_id
 from malt.tasks.extract import after_last, last_boxed, safe_id
+from malt.tasks.grading import Unparseable, total_equivalence, total_extractor
 from malt.tasks.mathverify import shared_verifier
 from malt.tasks.prompts import role_prompts
 
 NAME = "math"
+MAX_ANSWER_CHARS = 1000  # the longest gold answer in MATH has 159 characters
 
 _FINAL = re.compile(r"(?i)final\s+answer\s*(?:is)?\s*[:：]?")
 _ANSWER = re.compile(r"(?i)\banswer\b(?:[^\n]{0,40}?\bis\b|\s*[:=])")
@@ -32,7 +35,7 @@ _NOISE = re.compile(r"\\left|\\right|\\[,;:! ]|\\displaystyle|\s+|\^\{?\\circ\}?
 def _clean(answer: str) -> str | None:
     """Trim an extracted answer: outer `$`, whitespace and trailing punctuation."""
     answer = answer.strip().strip("$").strip()
-    answer = re.sub(r"[.,;:]+$", "", answer).strip()
+    answer = answer.rstrip(".,;:").strip()  # not a regex: "[.,;:]+$" is quadratic in the dots
     return answer or None
 
 
@@ -50,11 +53,12 @@ def _marked_span(span: str) -> str | None:
     return _clean(re.split(r"\.\s", span, maxsplit=1)[0])
 
 
+@total_extractor
 def extract_answer(text: str) -> str | None:
     r"""The final answer of a model output as LaTeX (without `$`/`\boxed{}`), or None.
 
     Takes the last \boxed{} or \fbox{}; without one, the answer after "Final Answer:" or
-    "the answer is".
+    "the answer is". Raises Unparseable for an answer longer than MAX_ANSWER_CHARS.
 
     >>> extract_answer(r"Hence $x = \boxed{\dfrac{\sqrt{3}}{2}}$.")
     '\\dfrac{\\sqrt{3}}{2}'
@@ -67,12 +71,18 @@ def extract_answer(text: str) -> str | None:
     """
     boxed = last_boxed(text)
     if boxed is not None:
-        return _clean(boxed)
+        return _gradable(_clean(boxed))
     for marker in (_FINAL, _ANSWER):
         span = after_last(marker, text, max_chars=400)
         if span:
             return _marked_span(span)
     return None
+
+
+def _gradable(answer: str | None) -> str | None:
+    if answer is not None and len(answer) > MAX_ANSWER_CHARS:
+        raise Unparseable(f"an answer of {len(answer)} characters")
+    return answer
 
 
 def normalize(answer: str) -> str:
@@ -85,6 +95,7 @@ def normalize(answer: str) -> str:
     return answer.rstrip(".")
 
 
+@total_equivalence
 def is_equivalent(pred: str, gold: str) -> bool:
     r"""Whether `pred` states the same mathematical answer as `gold` (math-verify).
 
@@ -94,7 +105,8 @@ def is_equivalent(pred: str, gold: str) -> bool:
     (False, True)
     """
     # Either side may still carry its wrapping ($...$, \boxed{}, "the answer is ...").
-    pred, gold = extract_answer(pred) or pred.strip(), extract_answer(gold) or gold.strip()
+    pred = _gradable(extract_answer(pred) or pred.strip())
+    gold = _gradable(extract_answer(gold) or gold.strip())
     if not pred or not gold:
         return False
     return normalize(pred) == normalize(gold) or _verified(pred, gold)
