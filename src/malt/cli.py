@@ -14,6 +14,7 @@ import sys
 
 from malt.config import load_config
 from malt.errors import MaltError
+from malt.io import os_error_sentence
 
 # subcommand -> (stage module, one-line help). Each module defines `add_arguments(parser)`
 # and `main(cfg, args) -> dict | None` (the JSON summary printed at the end; None: nothing).
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = module.main(cfg, args)
     except MaltError as e:
         print(f"malt {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file system refusal no stage foresaw: still one sentence, its path
+        print(f"malt {args.command}: error: {os_error_sentence(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"malt {args.command}: interrupted; finished work is kept on disk", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -79,22 +80,98 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, sort_keys=False, separators=(",", ":"))
 
 
+# Errors that can only come from writing, wherever they are raised (a full disk, a quota).
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
-    """Write to a temp file beside `path` and rename it into place only on success."""
+    """Write to a temp file beside `path` and rename it into place only on success.
+
+    A failed write (full disk, read-only folder) is one sentence naming `path`; the old file
+    stays as it was and no temporary file is left behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise MaltError(f"{path}: cannot write ({_reason(path.parent, e)})") from None
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get ordinary permissions
-        os.replace(tmp, path)
+            try:
+                yield f
+            except OSError as e:
+                if e.errno in _WRITE_ERRNOS:
+                    raise MaltError(f"{path}: cannot write ({e.strerror})") from None
+                raise
+            _finish(f, tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _finish(f: IO, tmp: str, path: Path) -> None:
+    """Flush a temporary file to disk and rename it to `path`."""
+    try:
+        f.flush()
+        os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get ordinary permissions
+        os.replace(tmp, path)
+    except OSError as e:
+        raise MaltError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
+def _reason(folder: Path, e: OSError) -> str:
+    """Why a folder cannot be made or written in, naming a file that stands in its way."""
+    for parent in (folder, *folder.parents):
+        if parent.exists() and not parent.is_dir():
+            return f"{parent} is a file, not a folder"
+    return e.strerror or str(e)
+
+
+def ensure_writable(folder: str | os.PathLike) -> Path:
+    """Create `folder` if needed and check a file can be written in it; else one sentence.
+
+    Stages call it first, so a read-only or misplaced run dir is reported before any work.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".malt-write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise MaltError(f"{folder}: cannot write in this folder ({_reason(folder, e)})") from None
+    return folder
+
+
+def os_error_sentence(e: OSError) -> str:
+    """An OSError as one sentence naming its file ("path: No space left on device")."""
+    where = e.filename if e.filename is not None else "a file"
+    return f"{where}: {e.strerror or e}"
+
+
+@contextmanager
+def reading(source: str | os.PathLike) -> Iterator[None]:
+    """Turn a file reader's own failure (Arrow, the OS) into one sentence naming `source`."""
+    try:
+        yield
+    except OSError as e:
+        raise MaltError(f"{source}: cannot read ({e.strerror or e})") from None
+    except Exception as e:
+        if not type(e).__module__.startswith("pyarrow"):
+            raise
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise MaltError(f"{source}: not a readable Parquet file ({first})") from None
+
+
+def read_parquet_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All rows of a Parquet file; a file that is not Parquet is one sentence naming it."""
+    import pyarrow.parquet as pq
+
+    with reading(path):
+        return pq.read_table(path).to_pylist()
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
@@ -305,19 +382,29 @@ class DatasetWriter:
         self.rows = 0
         self._batch: list[dict[str, Any]] = []
         self._batch_rows = batch_rows
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self._file = self._tmp.open("w", encoding="utf-8") if fmt == "jsonl" else None
+        with self._naming_errors():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self._tmp.open("w", encoding="utf-8") if fmt == "jsonl" else None
         self._parquet = None
 
     def write(self, row: dict[str, Any]) -> None:
         self.rows += 1
-        if self._file is not None:
-            self._file.write(dumps(row) + "\n")
-            return
-        self._batch.append(row)
-        if len(self._batch) >= self._batch_rows:
-            self._flush_parquet()
+        with self._naming_errors():
+            if self._file is not None:
+                self._file.write(dumps(row) + "\n")
+                return
+            self._batch.append(row)
+            if len(self._batch) >= self._batch_rows:
+                self._flush_parquet()
+
+    @contextmanager
+    def _naming_errors(self) -> Iterator[None]:
+        """A failed write (a full disk) is one sentence naming the dataset file."""
+        try:
+            yield
+        except OSError as e:
+            raise MaltError(f"{self.path}: cannot write ({e.strerror or e})") from None
 
     def _flush_parquet(self) -> None:
         import pyarrow as pa
@@ -333,6 +420,10 @@ class DatasetWriter:
 
     def close(self) -> Path:
         """Finish the file and move it into place; returns its final path."""
+        with self._naming_errors():
+            return self._close()
+
+    def _close(self) -> Path:
         if self._file is not None:
             self._file.close()
         else:

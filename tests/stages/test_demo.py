@@ -87,7 +87,8 @@ def test_trained_adapters_differ_from_the_base(demo_run):
     models = json.loads((demo_run / "train" / "models.json").read_text())
     assert set(models) == {"generator", "verifier", "refiner"}
     for role, specs in models.items():
-        weights = load_file(f"{specs['final']['adapter']}/adapter_model.safetensors")
+        # Paths inside the run dir are stored relative to it.
+        weights = load_file(demo_run / specs["final"]["adapter"] / "adapter_model.safetensors")
         lora_b = [t for name, t in weights.items() if "lora_B" in name]
         # PEFT initialises every LoRA B matrix to zero: a nonzero B means training moved it.
         assert lora_b and any(t.abs().sum() > 0 for t in lora_b), role

@@ -11,7 +11,7 @@ import yaml
 from malt.config import load_config
 from malt.errors import MaltError
 from malt.io import read_jsonl, sha256_file, write_jsonl, write_trees
-from malt.records import Branching, Node, Tree
+from malt.records import ROLES, Branching, Node, Tree
 from malt.stages import eval as eval_stage
 from malt.stages import report
 
@@ -250,8 +250,73 @@ def test_missing_training_outputs_are_clear_errors(tmp_path):
     models.unlink()
     with pytest.raises(MaltError, match="models.json: not found; run `malt train`"):
         eval_stage.run(cfg, task=TOY, backend_factory=Factory())
-    # The base methods that finished before the error are kept.
-    assert len(records(cfg, "sa", 0)) == 12
+
+
+@pytest.mark.parametrize("content", ["{broken", '{"generator": []}', "[]"])
+def test_a_bad_models_json_is_reported_before_any_method_runs(tmp_path, content):
+    cfg = make_run(tmp_path, methods=["sa", "ma_mv", "malt"], seeds="[0]")
+    (Path(cfg.run_dir) / "train" / "models.json").write_text(content)
+    factory = Factory()
+    with pytest.raises(MaltError, match="models.json"):
+        eval_stage.run(cfg, task=TOY, backend_factory=factory)
+    assert factory.built == []  # the base methods did not run first
+    assert not (Path(cfg.run_dir) / "eval" / "records").exists()
+
+
+def test_a_retrained_adapter_is_never_served_stale_results(tmp_path):
+    cfg = make_run(tmp_path, methods=["sa", "malt"], seeds="[0]")
+    eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    results = Path(cfg.run_dir) / "eval" / "results.json"
+    before = results.read_bytes()
+    # `malt train` retrained the verifier: same folder, other bytes.
+    adapter_dir = Path(cfg.run_dir) / "train" / "verifier" / "final"
+    (adapter_dir / "adapter_model.safetensors").write_bytes(b"retrained weights")
+    factory = Factory()
+    with pytest.raises(MaltError, match=r"settings.json: .*verifier.*final.*changed.*--restart"):
+        eval_stage.run(cfg, task=TOY, backend_factory=factory)
+    assert factory.built == [] and results.read_bytes() == before
+    again = Factory()
+    eval_stage.run(cfg, task=TOY, backend_factory=again, restart=True)
+    assert [sorted(b.specs) for b in again.built] == [["generator"], sorted(ROLES)]
+    same = Factory()  # and the new fingerprints are what a rerun now resumes from
+    eval_stage.run(cfg, task=TOY, backend_factory=same)
+    assert same.built == []
+
+
+def test_results_from_before_model_fingerprints_are_not_trusted(tmp_path):
+    cfg = make_run(tmp_path, methods=["sa"], seeds="[0]")
+    eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    settings = Path(cfg.run_dir) / "eval" / "settings.json"
+    old = json.loads(settings.read_text())
+    del old["fingerprints"]  # what an earlier malt wrote: models by path only
+    settings.write_text(json.dumps({**old, "models": {"base": {"generator": {"model": "m"}}}}))
+    with pytest.raises(MaltError, match="no record of the inputs these results were made with"):
+        eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+
+
+def test_a_copied_run_dir_evaluates_its_own_adapters(tmp_path):
+    import shutil
+
+    cfg = make_run(tmp_path, methods=["malt"], seeds="[0]")
+    models = Path(cfg.run_dir) / "train" / "models.json"
+    spec = json.loads(models.read_text())
+    for role in spec:  # what `malt train` writes: paths relative to the run dir
+        for stage in spec[role]:
+            spec[role][stage]["adapter"] = f"train/{role}/{stage}"
+    models.write_text(json.dumps(spec))
+    eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    copy = tmp_path / "copy"
+    shutil.copytree(cfg.run_dir, copy)
+    cfg.run_dir = str(copy)
+    factory = Factory()
+    eval_stage.run(cfg, task=TOY, backend_factory=factory)
+    assert factory.built == []  # same adapters (by content), so the copy's results stand
+    (copy / "train" / "refiner" / "final" / "adapter_config.json").write_text('{"r": 4}')
+    with pytest.raises(MaltError, match="refiner"):
+        eval_stage.run(cfg, task=TOY, backend_factory=Factory())
+    eval_stage.run(cfg, task=TOY, backend_factory=factory, restart=True)
+    used = {r: Path(s.adapter) for r, s in factory.built[0].specs.items()}
+    assert used == {r: (copy / "train" / r / "final").resolve() for r in ROLES}
 
 
 def generate_record(cfg, train_source, trees=()):

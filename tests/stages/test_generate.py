@@ -99,6 +99,26 @@ def test_a_larger_limit_extends_a_finished_run(gen_task, toy_data, tmp_path):
     assert summary["trees"] == 8
 
 
+@pytest.mark.parametrize("limit, kept", [(5, [2, 2, 1]), (4, [2, 2])])
+def test_a_smaller_limit_drops_the_trees_outside_the_plan(gen_task, toy_data, tmp_path, limit, kept):
+    """Shrinking task.limit_train: no shard outside the plan is left for `malt label` to read."""
+    from malt.stages import label
+
+    base = _overrides(tmp_path / "run", toy_data)
+    generate.run(load_config(None, base), backend=FakeBackend(), progress=False)
+    assert len(_shards(tmp_path / "run")) == 4
+    before = _shards(tmp_path / "run")
+    cfg = load_config(None, base + [f"task.limit_train={limit}"])
+    summary = generate.run(cfg, backend=FakeBackend(), progress=False)
+    out = tmp_path / "run" / "generate"
+    assert [len(list(read_jsonl(p))) for p in sorted(out.glob("trees-*"))] == kept
+    assert summary["trees"] == limit and summary["removed_shards"] == 4 - len(kept)
+    assert _shards(tmp_path / "run")["trees-00000.jsonl"] == before["trees-00000.jsonl"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["shards"]) == sorted(_shards(tmp_path / "run"))
+    assert label.run(cfg)["trees"] == limit
+
+
 def test_a_changed_config_is_refused_unless_restarting(gen_task, toy_data, tmp_path):
     generate.run(
         load_config(None, _overrides(tmp_path / "run", toy_data)),
@@ -120,6 +140,19 @@ def test_a_changed_config_is_refused_unless_restarting(gen_task, toy_data, tmp_p
     assert summary["trees"] == 8 and summary["generated_now"]["generations"] == 112
     saved = yaml.safe_load((tmp_path / "run" / "generate" / "config.yaml").read_text())
     assert saved["generate"]["verifier"]["temperature"] == 0.9
+
+
+def test_a_changed_local_model_is_refused_unless_restarting(gen_task, toy_data, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    cfg = load_config(None, _overrides(tmp_path / "run", toy_data, model=model))
+    generate.run(cfg, backend=FakeBackend(), progress=False)
+    (model / "config.json").write_text('{"hidden_size": 16}')  # same path, another model
+    with pytest.raises(MaltError, match=r"config.yaml: the generator model changed"):
+        generate.run(cfg, backend=FakeBackend(), progress=False)
+    summary = generate.run(cfg, restart=True, backend=FakeBackend(), progress=False)
+    assert summary["trees"] == 8 and summary["generated_now"]["generations"] == 112
 
 
 def test_missing_training_data_is_a_malt_error(gen_task, tmp_path):
@@ -193,7 +226,8 @@ def test_cli_reports_a_changed_config_in_one_sentence(gen_task, toy_data, tmp_pa
     proc = _spawn(_overrides(run, toy_data) + ["seed=6"])
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 2
-    assert stderr.strip().startswith("malt generate: error:") and "different seed" in stderr
+    assert stderr.strip().startswith("malt generate: error:")
+    assert "the setting seed changed since this run was started" in stderr
     assert "--restart" in stderr and "Traceback" not in stderr
 
 

@@ -17,7 +17,7 @@ from malt import cli
 from malt.config import load_config
 from malt.errors import MaltError
 from malt.stages import train
-from malt.train.synthetic import write_label_dir
+from malt.train.synthetic import sft_rows, write_label_dir
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 ROOT = SRC.parent
@@ -65,7 +65,8 @@ def test_train_all_roles_from_the_cli(tiny_model, tmp_path, capsys):
     for role in models:
         final, sft = Path(models[role]["final"]["adapter"]), Path(models[role]["sft"]["adapter"])
         assert models[role]["final"]["model"] == str(tiny_model)
-        assert final == (out / role / "final").resolve() and sft == (out / role / "sft").resolve()
+        assert final == Path("train", role, "final") and sft == Path("train", role, "sft")
+        final, sft = tmp_path / "run" / final, tmp_path / "run" / sft
         assert all(v.abs().sum() > 0 for k, v in adapter(sft).items() if "lora_B" in k)
         metrics = json.loads((out / role / "metrics.json").read_text())
         assert metrics["complete"] and metrics["sft"]["status"] == "trained"
@@ -78,8 +79,20 @@ def test_train_all_roles_from_the_cli(tiny_model, tmp_path, capsys):
         assert changed(adapter(out / role / "final"), adapter(out / role / "sft"))
     assert not changed(adapter(out / "generator" / "final"), adapter(out / "generator" / "sft"))
     assert (out / "manifest.json").is_file() and (out / "config.yaml").is_file()
-    assert_loads_like_a_backend(models["refiner"]["final"])
-    assert_merged_equals_adapter(models["verifier"])
+    loadable = resolved(models, tmp_path / "run")
+    assert_loads_like_a_backend(loadable["refiner"]["final"])
+    assert_merged_equals_adapter(loadable["verifier"])
+    assert loadable["verifier"]["merged"]["model"] == str((out / "verifier" / "merged").resolve())
+
+
+def resolved(models: dict, run_dir: Path) -> dict:
+    """models.json entries as the ModelSpec dicts a backend loads (paths resolved)."""
+    import dataclasses
+
+    from malt.train.models_json import resolve
+
+    return {role: {stage: dataclasses.asdict(resolve(spec, run_dir))
+                   for stage, spec in entry.items()} for role, entry in models.items()}
 
 
 def assert_merged_equals_adapter(entry: dict) -> None:
@@ -163,10 +176,12 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_model, tmp_
     with pytest.raises(KeyboardInterrupt):
         train.run(cfg, roles=["verifier"], callbacks=[stop.callback])
     role_dir = tmp_path / "b" / "run" / "train" / "verifier"
-    assert (role_dir / "sft").is_dir() and not (role_dir / "final").exists()
-    assert (role_dir / "dpo_checkpoints" / "checkpoint-2").is_dir()
-    summary = train.run(cfg, roles=["verifier"], resume=True)
+    work = role_dir.with_name("verifier.partial")  # unfinished work stays beside the result
+    assert (work / "sft").is_dir() and not (work / "final").exists() and not role_dir.exists()
+    assert (work / "dpo_checkpoints" / "checkpoint-2").is_dir()
+    summary = train.run(cfg, roles=["verifier"])  # a rerun resumes by default
     assert summary["roles"]["verifier"]["sft"]["status"] == "resumed"
+    assert not work.exists()
     last = role_dir / "dpo_checkpoints" / "checkpoint-3"
     state = json.loads((last / "trainer_state.json").read_text())
     assert state["global_step"] == 3 and summary["roles"]["verifier"]["dpo"]["steps"] == 3
@@ -198,7 +213,101 @@ def test_label_then_train_on_synthetic_trees(tiny_model, tmp_path):
         sft = summary["roles"][role]["sft"]
         assert sft["status"] == "trained" and sft["steps"] == 1, (role, stats)
     models = json.loads((run / "train" / "models.json").read_text())
-    assert all(Path(models[r]["final"]["adapter"]).is_dir() for r in models)
+    assert all((run / models[r]["final"]["adapter"]).is_dir() for r in models)
+
+
+def finished_training(run_dir: Path) -> dict[str, bytes]:
+    """An earlier, finished training of every role (fake adapters); returns the train dir's bytes."""
+    out = run_dir / "train"
+    models = {}
+    for role in ("generator", "verifier", "refiner"):
+        for stage in ("sft", "final"):
+            (out / role / stage).mkdir(parents=True)
+            (out / role / stage / "adapter_config.json").write_text('{"r": 8}')
+            (out / role / stage / "adapter_model.safetensors").write_bytes(role.encode() * 8)
+        (out / role / "metrics.json").write_text(json.dumps(
+            {"role": role, "complete": True, "sft": {"status": "trained"},
+             "dpo": {"status": "trained"}}))
+        models[role] = {s: {"model": "base", "adapter": f"train/{role}/{s}"}
+                        for s in ("sft", "final")}
+    (out / "models.json").write_text(json.dumps(models))
+    return tree_bytes(out)
+
+
+def tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("bad_role", ["generator", "refiner"])
+def test_bad_role_data_stops_before_any_role_trains_and_keeps_the_old_result(
+        bad_role, tmp_path, capsys):
+    label = write_label_dir(tmp_path / "run" / "label")
+    before = finished_training(tmp_path / "run")
+    with open(label / f"sft_{bad_role}.jsonl", "a") as f:
+        f.write('{"prompt": "not a message list", "completion": []}\n')
+    config = write_config(tmp_path, tmp_path / "no-such-model")  # loading it would fail loudly
+    assert cli.main(["train", "--config", str(config), "--role", "all"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("malt train: error: ") and err.count("\n") == 1
+    assert f"sft_{bad_role}.jsonl:9: prompt: expected a list of messages" in err
+    assert tree_bytes(tmp_path / "run" / "train") == before
+
+
+def test_a_corrupt_models_json_is_an_error_and_stays_as_it_was(tmp_path, capsys):
+    write_label_dir(tmp_path / "run" / "label")
+    models = tmp_path / "run" / "train" / "models.json"
+    models.parent.mkdir(parents=True)
+    models.write_text('{"generator": {"sft": ')
+    config = write_config(tmp_path, tmp_path / "no-such-model")
+    assert cli.main(["train", "--config", str(config), "--role", "verifier"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("malt train: error: ") and err.count("\n") == 1
+    assert str(models) in err and "not valid JSON" in err
+    assert models.read_text() == '{"generator": {"sft": '
+    assert not (tmp_path / "run" / "train" / "verifier").exists()
+
+
+@pytest.mark.slow
+def test_changed_role_data_is_never_kept_silently_and_a_retrain_replaces_only_when_done(
+        tiny_model, tmp_path, capsys):
+    label = write_label_dir(tmp_path / "run" / "label", n_sft=4, roles=("generator",))
+    config = write_config(tmp_path, tiny_model, max_steps=2, save_steps=1)
+    args = ["train", "--config", str(config), "--role", "generator", "--no-progress"]
+    assert cli.main(args) == 0
+    out = tmp_path / "run" / "train"
+    models = json.loads((out / "models.json").read_text())
+    # Paths inside the run dir are stored relative to it: a copied run dir uses its own.
+    assert models["generator"]["final"] == {"model": str(tiny_model),
+                                            "adapter": "train/generator/final"}
+    first = tree_bytes(out)
+    capsys.readouterr()
+    with open(label / "sft_generator.jsonl", "a") as f:  # `malt label` wrote other data since
+        f.write(json.dumps(sft_rows("generator", 5)[-1]) + "\n")
+    for flags in (["--resume"], []):
+        assert cli.main(args + flags) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "sft_generator.jsonl" in err and "--restart" in err
+        assert tree_bytes(out) == first
+    cfg = load_config(config)
+    stop = Interrupt("sft_checkpoints", step=1)
+    with pytest.raises(KeyboardInterrupt):  # a retrain cut short keeps the finished result
+        train.run(cfg, roles=["generator"], restart=True, callbacks=[stop.callback],
+                  progress=False)
+    assert tree_bytes(out) == {**first, **{k: v for k, v in tree_bytes(out).items()
+                                           if k.startswith("generator.partial/")}}
+    summary = train.run(cfg, roles=["generator"], progress=False)  # resumes the retrain
+    assert summary["roles"]["generator"]["sft"]["status"] == "trained"
+    assert not (out / "generator.partial").exists()
+    assert changed(adapter(out / "generator" / "final"),
+                   load_file_bytes(first["generator/final/adapter_model.safetensors"]))
+    assert json.loads((out / "models.json").read_text()) == models
+
+
+def load_file_bytes(data: bytes) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load
+
+    return load(data)
 
 
 def test_missing_label_stage_is_one_clear_error(tmp_path, capsys):

@@ -10,16 +10,15 @@ That keeps comparisons paired and costs one generation per source.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from malt.backends.base import ModelSpec
 from malt.config import RunConfig
 from malt.errors import MaltError
-from malt.io import read_json
 from malt.records import GENERATOR, ROLES
+from malt.train.models_json import models_path, read_models, resolve
 
 BASE, SFT, FINAL = "base", "sft", "final"
 
@@ -79,31 +78,16 @@ def base_specs(cfg: RunConfig) -> dict[str, ModelSpec]:
     return {role: ModelSpec(model=cfg.models.for_role(role)) for role in ROLES}
 
 
-def load_trained(path: Path) -> dict[str, Any]:
-    """Read `train/models.json`; a missing or malformed file is one clear error."""
-    if not path.is_file():
-        raise MaltError(
-            f"{path}: not found; run `malt train` first or drop the star_*/malt* methods "
-            "from eval.methods"
-        )
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise MaltError(f"{path}: expected a mapping of role -> specs")
-    return data
-
-
-def trained_specs(trained: Mapping[str, Any], stage: str, where: Path) -> dict[str, ModelSpec]:
-    """The `stage` ("sft" or "final") ModelSpec of every role listed in models.json."""
+def trained_specs(cfg: RunConfig, stage: str) -> dict[str, ModelSpec]:
+    """The `stage` ("sft" or "final") ModelSpec of every role, from `train/models.json`."""
+    path = models_path(cfg.run_dir)
+    trained = read_models(path)
     specs = {}
     for role in ROLES:
-        entry = trained.get(role, {})
-        spec = entry.get(stage) if isinstance(entry, dict) else None
-        if not isinstance(spec, dict) or not isinstance(spec.get("model"), str):
-            raise MaltError(f"{where}: {role}.{stage} needs a mapping with a 'model' string")
-        adapter = spec.get("adapter")
-        if adapter is not None and not isinstance(adapter, str):
-            raise MaltError(f"{where}: {role}.{stage}.adapter must be a path string or null")
-        specs[role] = ModelSpec(model=spec["model"], adapter=adapter)
+        spec = trained.get(role, {}).get(stage)
+        if spec is None:
+            raise MaltError(f"{path}: {role}.{stage} is missing (run `malt train --role {role}`)")
+        specs[role] = resolve(spec, cfg.run_dir)
     return specs
 
 
@@ -122,9 +106,8 @@ def source_specs(cfg: RunConfig, source: str, roles: Iterable[str]) -> dict[str,
         all_specs = base_specs(cfg)
         where = "models"
     else:
-        path = cfg.stage_dir("train") / "models.json"
-        all_specs = trained_specs(load_trained(path), source, path)
-        where = str(path)
+        all_specs = trained_specs(cfg, source)
+        where = str(models_path(cfg.run_dir))
     specs = {role: all_specs[role] for role in roles}
     for role, spec in specs.items():
         check_spec(spec, f"{where} ({role}.{source})")

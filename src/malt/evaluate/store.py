@@ -7,16 +7,20 @@
 
 Every file is written atomically, so an interrupted run leaves only whole files behind and
 a rerun skips them: finished (method, seed) records are kept, finished chunks are reused.
+`settings.json` records the settings and every model's fingerprint (by content) the files
+were made with; a rerun with other ones is refused, and `--restart` clears the folder.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from malt.errors import MaltError
 from malt.evaluate.chains import Chain
+from malt.fingerprint import check_unchanged
 from malt.io import read_json, read_jsonl, write_json, write_jsonl
 from malt.records import Problem
 
@@ -81,31 +85,49 @@ def save_chunk(path: Path, problems: Sequence[Problem], chains: Sequence[Sequenc
                        for p, cs in zip(problems, chains, strict=True)))
 
 
-def check_settings(path: Path, settings: dict[str, Any]) -> None:
-    """Refuse to mix results made under other settings; record the settings on first use.
+RESTART = "evaluate again from scratch"
 
-    `settings["models"]` may grow (a source evaluated for the first time) but never change.
+
+def check_settings(path: Path, settings: dict[str, Any]) -> None:
+    """Refuse to mix results made under other settings or models; record them on first use.
+
+    `settings["fingerprints"]` names each model and adapter by content; it may grow (a
+    source evaluated for the first time) but an entry never changes.
     """
-    if path.is_file():
-        old = read_json(path)
+    old = read_settings(path)
+    fingerprints = settings["fingerprints"]
+    if old is not None:
         # The same test file under another path (a moved checkout) is still the same data.
         same_data = old.get("test_sha256") is not None and old.get("test_sha256") == settings.get(
             "test_sha256")
         for key, value in settings.items():
-            if key == "models" or (key == "test" and same_data):
+            if key == "fingerprints" or (key == "test" and same_data):
                 continue
             if old.get(key) != value:
                 raise MaltError(
                     f"{path}: earlier results used {key}={old.get(key)!r}, now {value!r}; "
-                    f"use a new run_dir or delete {path.parent} to start over"
+                    f"use a new run_dir, or pass --restart to {RESTART}"
                 )
-        models = dict(old.get("models", {}))
-        for source, specs in settings.get("models", {}).items():
-            if source in models and models[source] != specs:
-                raise MaltError(
-                    f"{path}: earlier {source} results used models {models[source]}, now "
-                    f"{specs}; delete {path.parent} to evaluate the new models"
-                )
-            models[source] = specs
-        settings = {**settings, "models": models}
-    write_json(path, settings)
+        check_unchanged(old.get("fingerprints"), fingerprints, path,
+                        "these results were made", RESTART, common_only=True)
+        fingerprints = {**old["fingerprints"], **fingerprints}
+    write_json(path, {**settings, "fingerprints": fingerprints})
+
+
+def read_settings(path: Path) -> dict[str, Any] | None:
+    """An earlier run's settings.json (None when there is none), checked for its shape."""
+    if not path.is_file():
+        return None
+    old = read_json(path)
+    if not isinstance(old, dict) or not isinstance(old.get("fingerprints", {}), dict):
+        raise MaltError(f"{path}: not a `malt eval` settings file (expected a mapping with a "
+                        f"'fingerprints' mapping); pass --restart to {RESTART}")
+    return old
+
+
+def clear(eval_dir: Path) -> None:
+    """Delete an eval folder's results, records, cached chains and settings (`--restart`)."""
+    for name in ("records", "chains"):
+        shutil.rmtree(eval_dir / name, ignore_errors=True)
+    for name in ("settings.json", "results.json"):
+        (eval_dir / name).unlink(missing_ok=True)

@@ -5,8 +5,9 @@ then runs the ordinary stages in order: generate -> label -> train -> eval -> re
 stage writes the same files a real run does, under `<run_dir>/<stage>/`, so any stage can be
 inspected or rerun with its own subcommand and the config the demo saves in
 `<run_dir>/demo/config.yaml`. Rerunning the demo resumes: finished shards, training phases
-and evaluated seeds are kept. It ends with Table 1 and the turn-wise accuracy as terminal
-tables, and the paths of the report and its charts.
+and evaluated seeds are kept; a stage whose inputs changed stops with one sentence, and
+`--fresh` (or `--restart`) starts the whole run over. It ends with Table 1 and the
+turn-wise accuracy as terminal tables, and the paths of the report and its charts.
 
     malt demo                                    # defaults: src/malt/configs/demo.yaml
     malt demo --questions 100 --test-questions 60 eval.seeds=[0]   # smaller and faster
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from malt.config import EMBEDDED, RunConfig, save_config
-from malt.io import write_json
+from malt.errors import MaltError
+from malt.io import ensure_writable, write_json
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
@@ -32,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training questions to sample trees for (default: task.limit_train)")
     parser.add_argument("--test-questions", type=int, default=200,
                         help="held-out questions written to the test file (default: 200)")
-    parser.add_argument("--fresh", action="store_true",
+    parser.add_argument("--fresh", "--restart", dest="fresh", action="store_true",
                         help="delete the run directory first instead of resuming it")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
@@ -69,10 +71,12 @@ def run(cfg: RunConfig, questions: int | None = None, test_questions: int = 200,
     from malt.stages import eval as eval_stage
     from malt.stages import generate, label, report, train
 
+    check_arguments(questions, test_questions)
     _quiet_libraries()
     run_dir = Path(cfg.run_dir)
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
+    ensure_writable(run_dir)
     seconds: dict[str, float] = {}
 
     def timed(name: str, fn, *a, **kw):
@@ -90,7 +94,7 @@ def run(cfg: RunConfig, questions: int | None = None, test_questions: int = 200,
     save_config(cfg, run_dir / "demo" / "config.yaml")
     timed("generate", generate.run, cfg, progress=progress)
     timed("label", label.run, cfg)
-    timed("train", train.run, cfg, resume=True, progress=progress)
+    timed("train", train.run, cfg, progress=progress)
     results = timed("eval", eval_stage.run, cfg, progress=progress)
     paths = timed("report", report.run, cfg)
     seconds["total"] = round(sum(seconds.values()), 2)
@@ -98,6 +102,13 @@ def run(cfg: RunConfig, questions: int | None = None, test_questions: int = 200,
     _say("[malt demo] where the time went: " + ", ".join(
         f"{k} {v:.0f}s" for k, v in seconds.items()))
     return {"seconds": seconds, "report": paths, "results": results}
+
+
+def check_arguments(questions: int | None, test_questions: int) -> None:
+    """Refuse question counts the demo cannot run with, before any work starts."""
+    for flag, value in (("--questions", questions), ("--test-questions", test_questions)):
+        if value is not None and value < 1:
+            raise MaltError(f"{flag}: must be at least 1, got {value}")
 
 
 def _resolve_base(cfg: RunConfig) -> None:

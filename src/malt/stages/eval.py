@@ -3,7 +3,10 @@
 For each method source (base models, STaR SFT adapters, MALT final adapters) one backend is
 built and, per seed, k chains are sampled for every question in chunks of `eval.chunk_size`;
 each method's records are then read off those chains (see `malt.evaluate.methods`). Reruns
-resume: finished chunks and finished (method, seed) record files are kept and skipped.
+resume: finished chunks and finished (method, seed) record files are kept and skipped, as
+long as the settings and every model (by content: a retrained adapter is another model) are
+those the earlier results were made with; otherwise the run stops in one sentence naming
+what changed, and `--restart` evaluates from scratch.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,16 @@ from malt.evaluate import leakage, store
 from malt.evaluate.chains import Chain, run_chains
 from malt.evaluate.methods import Method, by_source, get_methods, source_specs
 from malt.evaluate.scoring import build_results, method_record, select_subset
-from malt.io import manifest, read_json, read_trees, sha256_file, write_json
+from malt.fingerprint import spec_fingerprint
+from malt.io import (
+    ensure_writable,
+    manifest,
+    read_json,
+    read_trees,
+    reading,
+    sha256_file,
+    write_json,
+)
 from malt.records import Problem
 from malt.tasks import get_task
 from malt.tasks.base import Task
@@ -38,12 +49,15 @@ BackendFactory = Callable[[Mapping[str, ModelSpec]], Backend]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`malt eval` flags; settings come from the config and overrides (eval.methods=[sa,malt])."""
+    parser.add_argument("--restart", action="store_true",
+                        help="delete this run's eval results and evaluate from scratch "
+                             "(needed when a model or a setting changed)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
 def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
     """CLI entry: run the evaluation and return a short summary."""
-    results = run(cfg, progress=not args.no_progress)
+    results = run(cfg, progress=not args.no_progress, restart=args.restart)
     return {
         "results": str(cfg.stage_dir("eval") / "results.json"),
         "accuracy": {n: f"{m['mean']:.3f} ± {m['std']:.3f}" for n, m in results["methods"].items()},
@@ -56,11 +70,14 @@ def run(
     task: Task | None = None,
     backend_factory: BackendFactory | None = None,
     progress: bool = False,
+    restart: bool = False,
 ) -> dict[str, Any]:
     """Evaluate `cfg.eval.methods` over `cfg.eval.seeds`; returns (and writes) results.json.
 
     `task` and `backend_factory` replace `get_task(cfg.task.name)` and `build_backend`, for
-    tests and for callers that hold a backend already.
+    tests and for callers that hold a backend already. Every model is checked and
+    fingerprinted before any method runs; earlier results made with other settings or other
+    models (by content) are refused unless `restart`, which deletes them first.
     """
     task = task or get_task(cfg.task.name)
     # Methods that share chains grade the same answers again; checkers such as math-verify
@@ -71,17 +88,25 @@ def run(
         cfg.backend, models, trust_remote_code=cfg.models.trust_remote_code,
         revision=cfg.models.revision))
     methods = get_methods(cfg.eval.methods)
-    eval_dir = cfg.stage_dir("eval")
+    eval_dir = ensure_writable(cfg.stage_dir("eval"))
     test, problems, leak = load_eval_set(cfg, task)
     subsets = {s: select_subset(problems, cfg.eval.subset_size, s) for s in cfg.eval.seeds}
-    settings = base_settings(cfg, test)
+    groups = by_source(methods)
+    # Every source's models are read and checked here, so a broken models.json stops the
+    # run before the base methods spend their time.
+    specs = {source: source_specs(cfg, source, sorted({r for m in group for r in m.roles}))
+             for source, group in groups.items()}
+    if restart:
+        store.clear(eval_dir)
+    settings = {**base_settings(cfg, test), "fingerprints": model_fingerprints(specs)}
     store.check_settings(eval_dir / "settings.json", settings)
-    for source, group in by_source(methods).items():
+    for source, group in groups.items():
         pending = [(m, s) for m in group for s in cfg.eval.seeds
                    if not store.records_complete(store.records_path(eval_dir, m.name, s),
                                                  subsets[s])]
         if pending:
-            evaluate_source(cfg, task, factory, source, pending, subsets, settings, progress)
+            evaluate_source(cfg, task, factory, source, specs[source], pending, subsets,
+                            progress)
     records = {(m.name, s): store.read_records(store.records_path(eval_dir, m.name, s))
                for m in methods for s in cfg.eval.seeds}
     results = build_results(methods, records, cfg.eval.seeds, cfg.eval.bootstrap_samples,
@@ -101,7 +126,8 @@ def load_eval_set(
     """The test source, its problems, and the leakage findings; refuses the trees' split."""
     test = eval_source(cfg, task)
     leak = check_leakage(cfg, test)
-    problems = task.load(test.name, cfg.task.test_split, cfg.task.hub_config)
+    with reading(test.name):
+        problems = task.load(test.name, cfg.task.test_split, cfg.task.hub_config)
     if not problems:
         raise MaltError(f"task.test: {test.name} holds no questions")
     leak["overlap"] = overlap(cfg, problems)
@@ -169,6 +195,18 @@ def overlap(cfg: RunConfig, problems: Sequence[Problem]) -> dict[str, Any] | Non
     return found
 
 
+def model_fingerprints(specs: Mapping[str, Mapping[str, ModelSpec]]) -> dict[str, Any]:
+    """Each source's model and adapter of each role, by content ("the verifier's final adapter")."""
+    out: dict[str, Any] = {}
+    for source, by_role in specs.items():
+        for role, spec in by_role.items():
+            fp = spec_fingerprint(spec.model, spec.adapter)
+            out[f"the {role}'s {source} model"] = fp["model"]
+            if fp["adapter"] is not None:
+                out[f"the {role}'s {source} adapter"] = fp["adapter"]
+    return out
+
+
 def base_settings(cfg: RunConfig, test: leakage.Source) -> dict[str, Any]:
     """Everything that must match for earlier eval files to be reused."""
     e = cfg.eval
@@ -191,20 +229,17 @@ def evaluate_source(
     task: Task,
     factory: BackendFactory,
     source: str,
+    specs: Mapping[str, ModelSpec],
     pending: Sequence[tuple[Method, int]],
     subsets: Mapping[int, Sequence[Problem]],
-    settings: dict[str, Any],
     progress: bool = False,
 ) -> None:
     """Sample the chains one method source needs and write its pending record files."""
     multi = any(m.multi_agent for m, _ in pending)
     k = cfg.eval.chains if any(m.vote for m, _ in pending) else 1
     roles = sorted({r for m, _ in pending for r in m.roles})
-    specs = source_specs(cfg, source, roles)
     eval_dir = cfg.stage_dir("eval")
-    store.check_settings(eval_dir / "settings.json",
-                         {**settings, "models": {source: {r: asdict(s) for r, s in specs.items()}}})
-    backend = factory(specs)
+    backend = factory({r: specs[r] for r in roles})
     try:
         for seed in sorted({s for _, s in pending}):
             bar = tqdm(total=len(subsets[seed]), unit="q", disable=not progress,

@@ -5,8 +5,10 @@ Layout of `<run_dir>/generate/`: `trees-00000.jsonl`, ... (one shard per chunk o
 config), `manifest.json` (versions, models, dataset hash, seeds, summary).
 
 Resume: rerunning on the same folder skips every shard already on disk and regenerates the
-chunk that was in flight. A config whose generation settings differ from the saved one is
-refused unless `restart=True` (`--restart`), which deletes the old shards first.
+chunk that was in flight. A run whose inputs differ from those the manifest recorded
+(generation settings, each role's model by content) is refused unless `restart=True`
+(`--restart`), which deletes the old shards first. Shards past the plan's last chunk (a
+smaller `task.limit_train`) are deleted, so `malt label` never reads them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ import yaml
 from malt.backends.base import Backend, ModelSpec, SamplingParams
 from malt.config import RunConfig, save_config, to_dict
 from malt.errors import MaltError
-from malt.io import manifest, read_trees, sha256_file, write_json, write_trees
+from malt.fingerprint import check_unchanged, config_inputs, model_fingerprint
+from malt.io import (
+    ensure_writable,
+    manifest,
+    read_trees,
+    reading,
+    sha256_file,
+    write_json,
+    write_trees,
+)
 from malt.records import REFINER, ROLES, Problem, Tree
 from malt.sampling import SampleStats, sample_trees
 from malt.tasks import get_task
@@ -70,19 +81,21 @@ def run(
 ) -> dict[str, Any]:
     """Generate (or finish generating) the trees of `cfg`; returns the summary dict."""
     start = time.perf_counter()
-    out = cfg.stage_dir(STAGE)
+    out = ensure_writable(cfg.stage_dir(STAGE))
     task = get_task(cfg.task.name)
     source, problems = load_problems(task, cfg)
-    prepare_dir(out, cfg, restart)
+    consumed = consumed_inputs(cfg)
+    prepare_dir(out, cfg, restart, consumed)
     # Per-shard totals (trees, leaves, reward, tokens) live in the manifest, updated after each
     # shard, so a resumed run's summary need not re-grade every finished tree.
     shard_stats = load_shard_stats(out / "manifest.json")
     chunks = chunked(problems, cfg.generate.chunk_size)
+    removed = remove_unplanned_shards(out, len(chunks), shard_stats)
     pending = [i for i, chunk in enumerate(chunks) if not shard_done(shard_path(out, i), chunk)]
 
     def save(status: str, summary: dict | None = None) -> None:
         info = run_manifest(cfg, source, len(problems), status, summary)
-        write_json(out / "manifest.json", {**info, "shards": shard_stats})
+        write_json(out / "manifest.json", {**info, "consumed": consumed, "shards": shard_stats})
 
     def on_shard(index: int, trees: list[Tree]) -> None:
         shard_stats[shard_path(out, index).name] = tree_stats(task, trees)
@@ -103,6 +116,7 @@ def run(
         if name not in shard_stats:  # finished before this manifest kept per-shard totals
             shard_stats[name] = tree_stats(task, list(read_trees(out / name)))
     summary = summarize(out, [shard_stats[n] for n in names], stats, time.perf_counter() - start)
+    summary["removed_shards"] = removed
     save("complete", summary)
     return summary
 
@@ -178,7 +192,8 @@ def load_problems(task: Task, cfg: RunConfig) -> tuple[str, list[Problem]]:
         raise MaltError(f"task.{split}: no data given for task {task.name!r}")
     hub_split = cfg.task.train_split if split == "train" else cfg.task.test_split
     limit = cfg.task.limit_train if split == "train" else None
-    problems = task.load(source, split=hub_split, hub_config=cfg.task.hub_config, limit=limit)
+    with reading(source):
+        problems = task.load(source, split=hub_split, hub_config=cfg.task.hub_config, limit=limit)
     if not problems:
         raise MaltError(f"{source}: no questions to generate for")
     return source, problems
@@ -193,48 +208,25 @@ def shard_path(out: Path, index: int) -> Path:
     return out / f"trees-{index:05d}.jsonl"
 
 
-def fingerprint(config: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config dict that decide what gets sampled."""
-    fp = {}
-    for key in FINGERPRINT_KEYS:
-        node: Any = config
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        fp[key] = node
-    return fp
+def consumed_inputs(cfg: RunConfig) -> dict[str, Any]:
+    """What the trees depend on: the sampling settings and each role's model, by content."""
+    models = {f"the {role} model": model_fingerprint(cfg.models.for_role(role)) for role in ROLES}
+    return {**config_inputs(to_dict(cfg), FINGERPRINT_KEYS), **models}
 
 
-def first_difference(saved: Any, now: Any, prefix: str = "") -> str | None:
-    """Dotted name of the first field where two config values differ (None: equal).
+def prepare_dir(out: Path, cfg: RunConfig, restart: bool, consumed: dict[str, Any]) -> None:
+    """Check (or reset) the run folder against what it was started with, then save this config.
 
-    >>> first_difference({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}})
-    'a.c'
+    The manifest's record of consumed inputs is checked; a folder from before that record
+    existed is checked against its saved config.
     """
-    if isinstance(saved, dict) and isinstance(now, dict):
-        for key in list(saved) + [k for k in now if k not in saved]:
-            diff = first_difference(saved.get(key), now.get(key), f"{prefix}{key}.")
-            if diff:
-                return diff
-        return None
-    return None if saved == now else prefix.rstrip(".")
-
-
-def prepare_dir(out: Path, cfg: RunConfig, restart: bool) -> None:
-    """Check (or reset) the run folder against the saved config, then save this config."""
     saved_path = out / "config.yaml"
     if saved_path.is_file() and not restart:
-        try:
-            saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise MaltError(
-                f"{saved_path}: not valid YAML ({e}); pass --restart to start over"
-            ) from None
-        diff = first_difference(fingerprint(saved), fingerprint(to_dict(cfg)))
-        if diff is not None:
-            raise MaltError(
-                f"{saved_path}: this run was started with a different {diff}; rerun with the "
-                f"same settings to resume, or pass --restart to delete its trees and start over"
-            )
+        recorded, now = _recorded_inputs(out / "manifest.json"), consumed
+        if recorded is None:  # compare what that folder's saved config can tell
+            recorded, now = _saved_settings(saved_path), config_inputs(to_dict(cfg), FINGERPRINT_KEYS)
+        check_unchanged(recorded, now, saved_path, "this run was started",
+                        "delete its trees and start over")
     if restart:
         for old in [*out.glob("trees-*.jsonl"), out / "manifest.json", saved_path]:
             old.unlink(missing_ok=True)
@@ -243,16 +235,52 @@ def prepare_dir(out: Path, cfg: RunConfig, restart: bool) -> None:
     save_config(cfg, saved_path)
 
 
+def _recorded_inputs(path: Path) -> dict[str, Any] | None:
+    """The inputs a generate manifest recorded (None: no manifest, or one from before)."""
+    if not path.is_file():
+        return None
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("consumed")
+    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def _saved_settings(saved_path: Path) -> dict[str, Any]:
+    """The sampling settings of a saved config.yaml (a folder from before manifests kept them)."""
+    try:
+        saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise MaltError(f"{saved_path}: not valid YAML ({e}); pass --restart to start over") from None
+    return config_inputs(saved if isinstance(saved, dict) else {}, FINGERPRINT_KEYS)
+
+
+def remove_unplanned_shards(out: Path, planned: int, shard_stats: dict[str, Any]) -> int:
+    """Delete the shards past this run's last chunk (a smaller task.limit_train); their count.
+
+    `malt label` reads every shard in the folder, so none may outlive the plan.
+    """
+    keep = {shard_path(out, i).name for i in range(planned)}
+    removed = [p for p in sorted(out.glob("trees-*.jsonl")) if p.name not in keep]
+    for path in removed:
+        path.unlink()
+        shard_stats.pop(path.name, None)
+    for name in [n for n in shard_stats if n not in keep]:
+        shard_stats.pop(name)
+    return len(removed)
+
+
 def shard_done(path: Path, chunk: Sequence[Problem]) -> bool:
     """Whether `path` already holds the trees of exactly this chunk (shards are atomic).
 
-    A shard holding only the first questions of its chunk (the last chunk of a run whose
-    `task.limit_train` has since grown) is regenerated."""
+    A shard holding only the first questions of its chunk, or those and more (the last chunk
+    of a run whose `task.limit_train` has since grown or shrunk), is regenerated."""
     if not path.is_file():
         return False
     ids = [t.problem.id for t in read_trees(path)]
     want = [p.id for p in chunk]
-    if len(ids) < len(want) and ids == want[: len(ids)]:
+    common = min(len(ids), len(want))
+    if len(ids) != len(want) and ids[:common] == want[:common]:
         return False
     if ids != want:
         raise MaltError(

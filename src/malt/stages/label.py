@@ -4,7 +4,9 @@ Reads `<run_dir>/generate/` (or `--trees PATH`) one tree at a time and streams e
 so memory stays flat however large the forest. Writes into `<run_dir>/label/`:
 `sft_<role>.jsonl`, `dpo_<role>.jsonl` (TRL conversational formats), `labels.jsonl` (per node:
 answer, reward, value, label), `summary.json` (with `answers`: how many G and R outputs stated
-an answer, none, or one that could not be read), `config.yaml` and `manifest.json`.
+an answer, none, or one that could not be read), `config.yaml` and `manifest.json` (with
+`consumed`: the settings and each tree shard's sha256 the datasets were made from). Labelling
+is cheap, so a rerun always labels everything again.
 """
 
 from __future__ import annotations
@@ -15,15 +17,27 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from malt.config import RunConfig, save_config
+from malt.config import RunConfig, save_config, to_dict
 from malt.credit import label_tree
 from malt.errors import MaltError
-from malt.io import DatasetWriter, atomic_open, dumps, iter_tree_lines, manifest, write_json
+from malt.fingerprint import config_inputs, input_files
+from malt.io import (
+    DatasetWriter,
+    atomic_open,
+    dumps,
+    ensure_writable,
+    iter_tree_lines,
+    manifest,
+    tree_files,
+    write_json,
+)
 from malt.records import GENERATOR, REFINER, VERIFIER, Tree
 from malt.roledata import RoleStats, dpo_row, preference_pairs, sft_nodes, sft_row
 from malt.tasks import get_task
 from malt.tasks.grading import STATUSES
 
+# What the role datasets depend on besides the trees (recorded in the manifest).
+CONSUMED_SETTINGS = ("seed", "task.name", "credit", "data")
 SFT_COLUMNS = ("prompt", "completion")
 DPO_COLUMNS = ("prompt", "chosen", "rejected")
 
@@ -39,7 +53,7 @@ def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
 def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
     """Label every tree and write the role datasets; returns the summary."""
     source = Path(trees) if trees is not None else cfg.stage_dir("generate")
-    out = cfg.stage_dir("label")
+    out = ensure_writable(cfg.stage_dir("label"))
     task = get_task(cfg.task.name)
     dpo_roles = (GENERATOR, VERIFIER, REFINER) if cfg.data.generator_pairs else (VERIFIER, REFINER)
     writers = {
@@ -113,7 +127,10 @@ def _write_provenance(cfg: RunConfig, source: Path, out: Path, summary: dict[str
                       errors: list[str]) -> None:
     save_config(cfg, out / "config.yaml")
     write_json(out / "summary.json", summary)
-    write_json(out / "manifest.json", manifest({"stage": "label", "trees": str(source)}))
+    consumed = {**config_inputs(to_dict(cfg), CONSUMED_SETTINGS),
+                **input_files(tree_files(source), cfg.run_dir)}
+    write_json(out / "manifest.json", manifest({"stage": "label", "trees": str(source),
+                                                "consumed": consumed}))
     if errors:
         with atomic_open(out / "errors.txt") as f:
             f.write("\n".join(errors) + "\n")

@@ -20,7 +20,7 @@ from malt.evaluate.render import (
     turnwise_figure,
     turnwise_methods,
 )
-from malt.io import atomic_open, read_json
+from malt.io import atomic_open, ensure_writable, read_json
 
 CHART = "accuracy.png"
 TURNWISE_CHART = "turnwise.png"
@@ -45,8 +45,7 @@ def run(cfg: RunConfig, extra: list[Path] | None = None) -> dict[str, Any]:
     results_list = [load_results(p) for p in paths]
     label_path = cfg.stage_dir("label") / "summary.json"
     label_summary = read_json(label_path) if label_path.is_file() else None
-    out = cfg.stage_dir("report")
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_writable(cfg.stage_dir("report"))
     save_png(accuracy_figure(results_list), out / CHART)
     turnwise = any(turnwise_methods(r) for r in results_list)
     if turnwise:

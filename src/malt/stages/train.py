@@ -2,18 +2,24 @@
 
 Writes `<run_dir>/train/<role>/{sft,final}/` (PEFT adapter folders, or full models with
 `train.full_finetune`), `<role>/metrics.json`, and `<run_dir>/train/models.json` mapping each
-role to the ModelSpec dicts the backends load. Works unchanged under `accelerate launch`.
+role to the ModelSpec dicts the backends load (paths relative to the run dir). Works
+unchanged under `accelerate launch`.
+
+Before any role trains, every requested role's data is read and checked and models.json is
+read, so a malformed row or a broken file stops the run with one sentence and nothing
+changed. A rerun keeps each finished role whose inputs (settings, role data, base model) are
+unchanged and continues an interrupted one; a role whose inputs changed is refused unless
+`--restart`. A role's new result replaces the old one only once it is complete.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Any
 
 from malt.config import RunConfig, save_config
 from malt.errors import MaltError
-from malt.io import manifest, write_json
+from malt.io import ensure_writable, manifest, write_json
 from malt.records import ROLES
 
 ALL = "all"
@@ -23,8 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The stage's own flags."""
     parser.add_argument("--role", choices=[*ROLES, ALL], default=ALL,
                         help="which role to train (default: all three, in order)")
+    parser.add_argument("--restart", action="store_true",
+                        help="train the role(s) again from scratch (needed when the role data "
+                             "or a setting changed); the old result stays until the new is done")
     parser.add_argument("--resume", action="store_true",
-                        help="skip finished phases and continue from the last checkpoint")
+                        help="continue from the last checkpoint (the default; kept for scripts)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
@@ -32,21 +41,50 @@ def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any] | None:
     """CLI entry: train the chosen role(s) and return the summary."""
     from malt.train.settings import process_state
 
+    if args.resume and args.restart:
+        raise MaltError("--resume and --restart: choose one")
     roles = ROLES if args.role == ALL else (args.role,)
-    summary = run(cfg, roles=roles, resume=args.resume, progress=not args.no_progress)
+    summary = run(cfg, roles=roles, restart=args.restart, progress=not args.no_progress)
     return summary if process_state().is_main_process else None  # one summary per launch
 
 
-def run(cfg: RunConfig, roles: tuple[str, ...] | list[str] = ROLES, *, resume: bool = False,
+def run(cfg: RunConfig, roles: tuple[str, ...] | list[str] = ROLES, *, restart: bool = False,
         callbacks: list | None = None, progress: bool = True) -> dict[str, Any]:
     """Train `roles` in order; returns {role: metrics} plus where models.json was written.
 
     Each phase shows one progress bar ("verifier DPO": steps and loss) unless `progress` is
     False; TRL's own log lines and the libraries' bars stay off either way.
     """
+    from malt.train.models_json import models_path, read_models
     from malt.train.progress import quiet_libraries
     from malt.train.role import train_role
     from malt.train.settings import process_state
+
+    check_inputs(cfg, roles)
+    out = cfg.stage_dir("train")
+    read_models(models_path(cfg.run_dir), missing_ok=True)  # a broken file stops us here
+    state = process_state()
+    summary: dict[str, Any] = {}
+    consumed: dict[str, Any] = {}
+    for role in roles:
+        with quiet_libraries():
+            result = train_role(cfg, role, restart=restart, callbacks=callbacks,
+                                progress=progress)
+        summary[role], consumed[role] = result.metrics, result.metrics.get("inputs")
+        if state.is_main_process:
+            update_models(cfg, role, result)
+    if state.is_main_process:
+        save_config(cfg, out / "config.yaml")
+        write_json(out / "manifest.json", manifest({"stage": "train", "roles": list(roles),
+                                                    "consumed": consumed}))
+    state.wait_for_everyone()
+    return {"models": str(models_path(cfg.run_dir)), "roles": summary}
+
+
+def check_inputs(cfg: RunConfig, roles: tuple[str, ...] | list[str]) -> None:
+    """Everything the roles will read, checked before the first one trains."""
+    from malt.train.data import role_files
+    from malt.train.role import phases
 
     label_dir = cfg.stage_dir("label")
     if not label_dir.is_dir():
@@ -54,29 +92,17 @@ def run(cfg: RunConfig, roles: tuple[str, ...] | list[str] = ROLES, *, resume: b
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
         raise MaltError(f"--role: unknown role {unknown[0]!r} (known: {', '.join(ROLES)})")
-    out = cfg.stage_dir("train")
-    state = process_state()
-    summary: dict[str, Any] = {}
+    ensure_writable(cfg.stage_dir("train"))
     for role in roles:
-        with quiet_libraries():
-            result = train_role(cfg, role, resume=resume, callbacks=callbacks, progress=progress)
-        summary[role] = result.metrics
-        if state.is_main_process:
-            update_models(out / "models.json", role, result)
-    if state.is_main_process:
-        save_config(cfg, out / "config.yaml")
-        write_json(out / "manifest.json", manifest({"stage": "train", "roles": list(roles)}))
-    state.wait_for_everyone()
-    return {"models": str(out / "models.json"), "roles": summary}
+        cfg.models.for_role(role)  # a role without a model is named before any data is read
+        role_files(label_dir, role, phases(cfg, role), cfg.data.format)
 
 
-def update_models(path, role: str, result) -> None:
+def update_models(cfg: RunConfig, role: str, result) -> None:
     """Record `role`'s ModelSpecs in models.json, keeping the other roles' entries."""
-    from malt.train.role import read_metrics
+    from malt.train.models_json import models_path, update_role
 
-    models = read_metrics(path)
-    entry = {"sft": dataclasses.asdict(result.sft), "final": dataclasses.asdict(result.final)}
+    specs = {"sft": result.sft, "final": result.final}
     if result.merged is not None:
-        entry["merged"] = dataclasses.asdict(result.merged)
-    models[role] = entry
-    write_json(path, models)
+        specs["merged"] = result.merged
+    update_role(models_path(cfg.run_dir), cfg.run_dir, role, specs)

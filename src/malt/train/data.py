@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from malt.errors import MaltError
-from malt.io import read_jsonl
+from malt.io import read_jsonl, read_parquet_rows, reading
 
 SFT_COLUMNS = ("prompt", "completion")
 DPO_COLUMNS = ("prompt", "chosen", "rejected")
@@ -65,19 +65,27 @@ def read_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, Any]]:
     if not path.is_file():
         raise MaltError(f"{path}: no such file (run `malt label` first, or check data.format)")
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        numbered = enumerate(pq.read_table(path).to_pylist(), start=1)
+        numbered = enumerate(read_parquet_rows(path), start=1)
     else:
         numbered = read_jsonl(path)
     rows = []
-    for lineno, row in numbered:
-        why = check_row(row, columns)
-        if why:
-            where = f"row {lineno}" if path.suffix == ".parquet" else str(lineno)
-            raise MaltError(f"{path}:{where}: {why}")
-        rows.append({c: row[c] for c in columns})
+    with reading(path):  # an unreadable file is one sentence, like a malformed row
+        for lineno, row in numbered:
+            why = check_row(row, columns)
+            if why:
+                where = f"row {lineno}" if path.suffix == ".parquet" else str(lineno)
+                raise MaltError(f"{path}:{where}: {why}")
+            rows.append({c: row[c] for c in columns})
     return rows
+
+
+def role_files(label_dir: str | Path, role: str, kinds: tuple[str, ...],
+               fmt: str = "jsonl") -> list[Path]:
+    """Every row of `role`'s `kinds` files checked (errors name file:line); their paths."""
+    paths = [dataset_path(label_dir, kind, role, fmt) for kind in kinds]
+    for kind, path in zip(kinds, paths, strict=True):
+        read_rows(path, SFT_COLUMNS if kind == "sft" else DPO_COLUMNS)
+    return paths
 
 
 def load_dataset(label_dir: str | Path, kind: str, role: str, fmt: str = "jsonl"):

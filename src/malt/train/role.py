@@ -1,8 +1,12 @@
 """One role end to end: SFT on its positives, then DPO on its pairs, then the final policy.
 
-Phase results are published as folders (`sft/`, `final/`, optional `merged/`) and the role's
-`metrics.json` is rewritten after every phase, so `--resume` skips finished phases and picks
-an interrupted one up from its last trainer checkpoint.
+A role trains in `train/<role>.partial/` and replaces `train/<role>/` only once complete, so
+a failed or interrupted run leaves the previous result as it was. Inside, phase results are
+published as folders (`sft/`, `final/`, optional `merged/`) and `metrics.json` is rewritten
+after every phase, so a rerun skips finished phases and picks an interrupted one up from its
+last trainer checkpoint. `metrics.json` records what the role was trained on (settings, role
+data and base model, by content): a finished role whose inputs are unchanged is kept, one
+whose inputs changed is refused in one sentence, and `restart` trains it again.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from malt.backends.base import ModelSpec
-from malt.config import RunConfig
+from malt.config import RunConfig, to_dict
+from malt.fingerprint import check_unchanged, config_inputs, input_files, model_fingerprint
 from malt.io import write_json
 from malt.train import checkpoints
-from malt.train.data import load_dataset
+from malt.train.data import dataset_path, load_dataset
 from malt.train.dpo import run_dpo
 from malt.train.progress import PhaseProgress
 from malt.train.settings import process_state
@@ -29,6 +34,9 @@ log = logging.getLogger("malt.train")
 FINISHED = ("trained", "resumed")
 NO_PAIRS = ("no preference pairs (e.g. every sibling had the same label); "
             "the role keeps its SFT result")
+# train.* settings that do not change the trained weights (logging, checkpoint cadence).
+NEUTRAL = ("report_to", "logging_steps", "save_steps", "save_total_limit")
+RETRAIN = "retrain it (the current result stays until the new one is complete)"
 
 
 @dataclass(frozen=True)
@@ -50,85 +58,175 @@ def spec_for(folder: Path, base: str, full: bool) -> ModelSpec:
 def read_metrics(path: Path) -> dict[str, Any]:
     """A role's metrics file from an earlier (possibly interrupted) run, or {}."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
-def train_role(cfg: RunConfig, role: str, *, resume: bool = False,
+def phases(cfg: RunConfig, role: str) -> tuple[str, ...]:
+    """The phases `role` trains ("sft", "dpo"), as configured."""
+    rc = cfg.train.role(role)
+    return tuple(kind for kind, on in (("sft", rc.sft), ("dpo", rc.dpo)) if on)
+
+
+def role_inputs(cfg: RunConfig, role: str) -> dict[str, Any]:
+    """What `role`'s weights depend on: settings, its role data files, its base model."""
+    config = to_dict(cfg)
+    train = {k: v for k, v in config["train"].items()
+             if k not in NEUTRAL and (k == role or not isinstance(v, dict))}
+    keys = ("seed", "data.format", "models.trust_remote_code", "models.revision")
+    files = [dataset_path(cfg.stage_dir("label"), kind, role, cfg.data.format)
+             for kind in phases(cfg, role)]
+    return {**config_inputs({"train": train}, ["train"]), **config_inputs(config, keys),
+            **input_files(files, cfg.run_dir),
+            "the base model": model_fingerprint(cfg.models.for_role(role))}
+
+
+def train_role(cfg: RunConfig, role: str, *, restart: bool = False,
                callbacks: list | None = None, progress: bool = True) -> RoleResult:
-    """Train `role` from the label stage's datasets into `<run_dir>/train/<role>/`."""
+    """`role`'s finished result in `<run_dir>/train/<role>/`: kept, or (re)trained."""
     state = process_state()  # under `accelerate launch` only the main process writes files
+    role_dir = cfg.stage_dir("train") / role
+    work = role_dir.with_name(f"{role}.partial")
+    if state.is_main_process:
+        _recover(role_dir)
+    state.wait_for_everyone()
+    inputs = role_inputs(cfg, role)
+    previous, partial = read_metrics(role_dir / "metrics.json"), read_metrics(work / "metrics.json")
+    resumable = not restart and partial.get("inputs") == inputs
+    if not resumable and not restart and previous.get("complete"):
+        check_unchanged(previous.get("inputs"), inputs, role_dir / "metrics.json",
+                        f"the {role} was trained", RETRAIN)
+        return result_of(cfg, role, role_dir, _as_resumed(previous))
+    if not resumable and not restart and partial.get("inputs") is not None:
+        check_unchanged(partial["inputs"], inputs, work / "metrics.json",
+                        f"this unfinished training of the {role} started", RETRAIN)
+    state.wait_for_everyone()  # every process decided on the same files before any changes
+    if state.is_main_process and not resumable:  # nothing in it may be reused
+        shutil.rmtree(work, ignore_errors=True)
+    state.wait_for_everyone()
+    metrics = _train_phases(cfg, role, work, inputs, callbacks, progress)
+    if state.is_main_process:
+        _replace(work, role_dir)
+    state.wait_for_everyone()
+    return result_of(cfg, role, role_dir, metrics)
+
+
+def _as_resumed(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A kept result's metrics, its finished phases marked "resumed" (as the summary shows)."""
+    out = dict(metrics)
+    for kind in ("sft", "dpo"):
+        if isinstance(out.get(kind), dict) and out[kind].get("status") in FINISHED:
+            out[kind] = {**out[kind], "status": "resumed"}
+    return out
+
+
+def _train_phases(cfg: RunConfig, role: str, work: Path, inputs: dict[str, Any],
+                  callbacks: list | None, progress: bool) -> dict[str, Any]:
+    """SFT, DPO, the final policy (and merge) in `work`, resuming what is finished there."""
+    state = process_state()
     is_main = state.is_main_process
     base = cfg.models.for_role(role)
     rc, tc = cfg.train.role(role), cfg.train
-    role_dir = cfg.stage_dir("train") / role
-    previous = read_metrics(role_dir / "metrics.json") if resume else {}
-    if is_main and not resume:  # without --resume a role is trained from scratch
-        for name in ("sft", "final", "merged"):
-            shutil.rmtree(role_dir / name, ignore_errors=True)
-        (role_dir / "metrics.json").unlink(missing_ok=True)
-    state.wait_for_everyone()
+    previous = read_metrics(work / "metrics.json")
+    state.wait_for_everyone()  # read by all before the main process rewrites it below
     metrics: dict[str, Any] = {"role": role, "base_model": base, "complete": False,
-                               "full_finetune": tc.full_finetune}
+                               "full_finetune": tc.full_finetune, "inputs": inputs}
 
     def phase(name: str, lr: float, epochs: float | None, dest: str) -> Phase:
-        return Phase(model=base, dest=role_dir / dest, run_dir=role_dir / f"{name}_checkpoints",
+        return Phase(model=base, dest=work / dest, run_dir=work / f"{name}_checkpoints",
                      learning_rate=lr, epochs=epochs, seed=cfg.seed,
                      trust_remote_code=cfg.models.trust_remote_code, revision=cfg.models.revision)
 
     def save() -> None:
         if is_main:
-            write_json(role_dir / "metrics.json", metrics)
+            write_json(work / "metrics.json", metrics)
 
     def with_bar(name: str) -> list:
         return [*(callbacks or []), PhaseProgress(f"{role} {name}", enabled=progress)]
 
+    save()  # the inputs first: an interrupted run is only resumed for the same ones
     sft = phase("sft", rc.sft_learning_rate, rc.sft_epochs, "sft")
-    metrics["sft"] = _sft(cfg, role, sft, previous, rc.sft, resume, with_bar("SFT"))
+    metrics["sft"] = _sft(cfg, role, sft, previous, rc.sft, with_bar("SFT"))
     save()
     sft_done = checkpoints.is_done(sft.dest) and metrics["sft"]["status"] in FINISHED
     sft_spec = spec_for(sft.dest, base, tc.full_finetune) if sft_done else ModelSpec(model=base)
-
     dpo = phase("dpo", rc.dpo_learning_rate, rc.dpo_epochs, "final")
     metrics["dpo"] = _dpo(cfg, role, dpo, previous, rc.dpo, sft.dest if sft_done else None,
-                          resume, with_bar("DPO"))
+                          with_bar("DPO"))
     save()
     final_spec = _final(dpo.dest, sft.dest, sft_spec, metrics["dpo"], base, tc.full_finetune,
                         is_main)
-    merged = _merge(cfg, final_spec, role_dir / "merged", is_main) if tc.merge else None
+    if tc.merge:
+        _merge(cfg, final_spec, work / "merged", is_main)
     metrics["complete"] = True
     save()
-    state.wait_for_everyone()
-    return RoleResult(sft=sft_spec, final=final_spec, metrics=metrics, merged=merged)
+    return metrics
 
 
-def _sft(cfg: RunConfig, role: str, phase: Phase, previous: dict, enabled: bool, resume: bool,
+def result_of(cfg: RunConfig, role: str, role_dir: Path, metrics: dict[str, Any]) -> RoleResult:
+    """The ModelSpecs of a finished role folder (a phase that produced nothing: the base)."""
+    base, full = cfg.models.for_role(role), cfg.train.full_finetune
+
+    def spec(name: str) -> ModelSpec:
+        folder = role_dir / name
+        return spec_for(folder, base, full) if checkpoints.is_done(folder) else ModelSpec(base)
+
+    sft_ok = metrics.get("sft", {}).get("status") in FINISHED
+    merged = role_dir / "merged"
+    return RoleResult(sft=spec("sft") if sft_ok else ModelSpec(base), final=spec("final"),
+                      metrics=metrics,
+                      merged=ModelSpec(str(merged.resolve())) if cfg.train.merge
+                      and (merged / "config.json").is_file() else None)
+
+
+def _replace(work: Path, role_dir: Path) -> None:
+    """Put the finished `work` folder in place of `role_dir`; the old one goes only after."""
+    old = role_dir.with_name(f"{role_dir.name}.replaced")
+    shutil.rmtree(old, ignore_errors=True)
+    if role_dir.exists():
+        role_dir.rename(old)
+    work.rename(role_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover(role_dir: Path) -> None:
+    """Undo a replacement cut short between its two renames: the old result comes back."""
+    old = role_dir.with_name(f"{role_dir.name}.replaced")
+    if old.exists() and not role_dir.exists():
+        old.rename(role_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sft(cfg: RunConfig, role: str, phase: Phase, previous: dict, enabled: bool,
          callbacks: list | None) -> dict[str, Any]:
+    """The SFT phase: kept when finished in `previous`, else trained (from its checkpoint)."""
     if not enabled:
         return {"status": "disabled"}
     done_before = previous.get("sft", {})
-    if resume and checkpoints.is_done(phase.dest) and done_before.get("status") in FINISHED:
+    if checkpoints.is_done(phase.dest) and done_before.get("status") in FINISHED:
         return {**done_before, "status": "resumed"}
     dataset = load_dataset(cfg.stage_dir("label"), "sft", role, cfg.data.format)
     if len(dataset) == 0:
         log.warning("%s: no SFT rows (no positive examples); the role keeps the base model", role)
         return {"status": "skipped", "reason": "no SFT rows; the role keeps the base model"}
-    return run_sft(cfg.train, phase, dataset, resume=resume, callbacks=callbacks)
+    return run_sft(cfg.train, phase, dataset, resume=True, callbacks=callbacks)
 
 
 def _dpo(cfg: RunConfig, role: str, phase: Phase, previous: dict, enabled: bool,
-         sft: Path | None, resume: bool, callbacks: list | None) -> dict[str, Any]:
+         sft: Path | None, callbacks: list | None) -> dict[str, Any]:
+    """The DPO phase from the SFT result `sft`: kept when finished, else trained."""
     if not enabled:
         return {"status": "disabled"}
     done_before = previous.get("dpo", {})
-    if resume and checkpoints.is_done(phase.dest) and done_before.get("status") in FINISHED:
+    if checkpoints.is_done(phase.dest) and done_before.get("status") in FINISHED:
         return {**done_before, "status": "resumed"}
     dataset = load_dataset(cfg.stage_dir("label"), "dpo", role, cfg.data.format)
     if len(dataset) == 0:
         log.warning("%s: %s", role, NO_PAIRS)
         return {"status": "skipped", "reason": NO_PAIRS}
-    return run_dpo(cfg.train, phase, dataset, sft, resume=resume, callbacks=callbacks)
+    return run_dpo(cfg.train, phase, dataset, sft, resume=True, callbacks=callbacks)
 
 
 def _final(final: Path, sft: Path, sft_spec: ModelSpec, dpo: dict, base: str, full: bool,
