@@ -18,7 +18,7 @@ from malt.tasks.arith import (
 
 def _question(chat) -> str:
     user = chat[1]["content"]
-    return user.split("\n")[0].removeprefix("Q: ")
+    return user.split("\n")[-1].removeprefix("Q: ")
 
 
 def test_corpus_is_seeded_and_train_only():
@@ -102,10 +102,11 @@ def test_examples_follow_the_role_formats():
         if role == VERIFIER:
             assert critique_flags(answer) is not None and critique_answer(answer) is not None
             assert len(parse_states(answer)) == len(p.steps) + 1  # the question, each step
-            assert "\n" not in chat[1]["content"].split("A: ")[1]  # G's answer only
+            assert chat[1]["content"].startswith("A: ")  # G's answer only, then the question
+            assert chat[1]["content"].count("\n") == 1
         elif role == REFINER:
             assert TASK.extract_answer(answer) is not None
-            assert chat[1]["content"].endswith(("C: Right.", "C: Wrong."))
+            assert "\nC: Right.\n" in chat[1]["content"] or "\nC: Wrong.\n" in chat[1]["content"]
         else:
             assert TASK.extract_answer(answer) is not None
             assert len(parse_states(answer)) == len(p.steps) + 1  # the question, then each step

@@ -27,9 +27,9 @@ from malt.tasks.arith import (
     render_check,
     render_keep,
     render_solution,
-    verdict_view,
     sample_problem,
     split_of,
+    verdict_view,
     write_split,
 )
 
@@ -84,10 +84,12 @@ def test_solution_and_critique_formats():
     assert len({len(line) for line in good.splitlines()[:-1]}) == 1
     # V re-derives in G's own geometry, compares digit by digit, then states its verdict.
     crit = render_check(p, p.values(), "58")
-    assert crit.splitlines() == [*good.splitlines()[:-1], "57 vs 58: 55= 78x", "Wrong."]
+    assert crit.splitlines() == [*good.splitlines()[:-1], "G      58", "       =x", "Wrong."]
+    # G's answer and the marks sit in the columns of V's own answer.
+    assert {len(x) for x in crit.splitlines()[:-1]} == {len(good.splitlines()[0])}
     assert critique_flags(crit) is True and critique_answer(crit) == "57"
     agree = render_check(p, p.values(), "57")
-    assert agree.endswith("57 vs 57: 55= 77=\nRight.") and critique_flags(agree) is False
+    assert agree.endswith("G      57\n       ==\nRight.") and critique_flags(agree) is False
     # V slipped itself: it disagrees with a right G answer and states its own (wrong) one.
     slipped = render_check(p, [55, 53, 58], "57")
     assert critique_flags(slipped) is True and critique_answer(slipped) == "58"
@@ -101,8 +103,10 @@ def test_later_roles_see_answer_and_verdict_only():
     crit = render_check(parse_question(p.question), [55, 52, 57], "58")
     v = TASK.messages(VERIFIER, p, generator=g_text)
     r = TASK.messages(REFINER, p, generator=g_text, critique=crit)
-    assert v[1]["content"] == "Q: 47+8-3+5\nA: 58"  # G's answer, not its working
-    assert r[1]["content"] == "Q: 47+8-3+5\nA: 58\nC: Wrong."  # V's verdict, not its working
+    assert v[1]["content"] == "A: 58\nQ: 47+8-3+5"  # G's answer, not its working
+    assert r[1]["content"] == "A: 58\nC: Wrong.\nQ: 47+8-3+5"  # V's verdict, not its working
+    # The question ends every prompt: each role restates it at the same distance as G does.
+    assert all(m[1]["content"].endswith("47+8-3+5") for m in (v, r, TASK.messages(GENERATOR, p)))
     assert answer_view("no answer here") == "none" and verdict_view("57 vs 5") == "none"
     assert TASK.critique_answer(crit) == "57"
 
@@ -110,13 +114,14 @@ def test_later_roles_see_answer_and_verdict_only():
 @pytest.mark.parametrize(
     ("text", "flag", "own"),
     [
-        ("57 vs 57: 55= 77=\nRight.", False, "57"),
-        ("57 vs 58: 55= 78x\nWrong.", True, "57"),
-        ("57 vs 58: 55= 78x\nRight.", False, "57"),  # an inconsistent verdict is still read
+        ("       57\nG      57\n       ==\nRight.", False, "57"),
+        ("       57\nG      58\n       =x\nWrong.", True, "57"),
+        ("       57\nG      58\n       =x\nRight.", False, "57"),  # inconsistent, still read
         ("Right.\nWrong.", True, None),  # the last verdict counts
-        ("57 vs 58: 55= 78x", None, "57"),  # cut before the verdict
+        ("       57\nG      58", None, "57"),  # cut before the verdict
+        ("     52+5\nWrong.", True, None),  # a line with steps left states no answer
         ("It is Right.", None, None),  # a verdict is a whole line
-        ("9" * 5000 + " vs 1: \nWrong.", True, None),  # absurd numbers are no answer
+        ("9" * 5000 + "\nWrong.", True, None),  # absurd numbers are no answer
         ("", None, None),
     ],
 )
@@ -168,6 +173,7 @@ def test_role_messages_are_short_and_carry_the_inputs():
     assert g[1]["content"] == "47+8-3+5"
     assert "55" in v[1]["content"] and "47+8-3+5" in v[1]["content"]
     assert r[1]["content"].index("55") < r[1]["content"].index("Wrong.")
+    assert r[1]["content"].endswith("47+8-3+5")
     assert all(len(m[0]["content"]) <= 10 for m in (g, v, r))  # every char is a token
 
 

@@ -9,17 +9,18 @@ can never share a question, whatever the seeds.
 Role formats: one step per line, each line the state after that step, right-aligned so that
 every line has the same width and each step is a local computation on the line above it.
 
-    G (sees the question)   V (sees the question and G's final answer only)
+    G (sees the question)   V (sees G's final answer, then the question)
        47+8-3+5                47+8-3+5
          55-3+5                  55-3+5
            52+5                    52+5
              58                      57
-    Answer: 58              57 vs 58: 55= 78x
+    Answer: 58              G      58
+                                   =x
                             Wrong.
 
-V re-derives the answer itself and compares it with G's digit by digit (each pair of digits
-is followed by `=` or `x`, a comparison of the two characters just before it), then states a
-verdict. V never sees G's working, so it cannot copy G's lines: an earlier format that showed
+V re-derives the answer itself, writes G's answer under its own in the same columns, marks
+each column `=` or `x` (a comparison of the two digits right above the mark, in the column
+geometry the derivation uses), then states a verdict. V never sees G's working, so it cannot copy G's lines: an earlier format that showed
 them was copied (89% of the tiny model's V values equalled G's), and its verdicts carried no
 signal. R sees the question, G's answer and V's verdict: it keeps G's answer when V agrees
 (`Answer: 58`) and re-derives the solution in G's format when V disagrees.
@@ -217,40 +218,49 @@ def parse_states(text: str) -> list[tuple[int, str]]:
     out = []
     for line in text.splitlines():
         m = _STATE.match(line)
-        if m:
+        if m and len(m.group(1)) <= 18:  # an absurd number is no state (and int() has limits)
             out.append((int(m.group(1)), m.group(2)))
     return out
 
 
 RIGHT, WRONG = "Right.", "Wrong."
 NONE = "none"  # what V is shown when G's output states no answer
+THEIRS = "G"  # the label of the line where V copies G's answer under its own
 
 
-def compare_line(mine: int, theirs: str) -> str:
-    """V's comparison of its answer with G's: both numbers, then each digit pair and a mark.
+def compare_lines(mine: int, theirs: str, n_steps: int) -> list[str]:
+    """G's answer under V's, right-aligned in the same columns, then one mark per column.
 
-    >>> compare_line(57, "58"), compare_line(57, "57"), compare_line(57, "157")
-    ('57 vs 58: 55= 78x', '57 vs 57: 55= 77=', '57 vs 157:  1x 55= 77=')
+    Each mark compares the digits one and two lines above it, in the column geometry the
+    derivation already uses (`=` equal, `x` different).
+
+    >>> compare_lines(57, "58", 3)
+    ['G      58', '       =x']
+    >>> compare_lines(57, "157", 3)[1], compare_lines(57, "none", 3)[1]
+    ('      x==', '     xxxx')
     """
+    w = width(n_steps)
     a, b = str(mine), theirs
-    w = max(len(a), len(b))
-    pairs = " ".join(f"{x}{y}{'=' if x == y else 'x'}" for x, y in zip(a.rjust(w), b.rjust(w)))
-    return f"{a} vs {b}: {pairs}"
+    k = max(len(a), len(b))
+    marks = "".join("=" if x == y else "x" for x, y in zip(a.rjust(k), b.rjust(k), strict=True))
+    return [THEIRS + b.rjust(w - len(THEIRS)), marks.rjust(w)]
 
 
 def render_check(p: Arith, results: list[int], theirs: str) -> str:
-    """A critique: V's own derivation, its comparison with G's answer, and the verdict.
+    """A critique: V's own derivation, G's answer and the column marks, then the verdict.
 
     >>> print(render_check(Arith(47, (("+", 8), ("-", 3), ("+", 5))), [55, 52, 57], "58"))
      47+8-3+5
        55-3+5
          52+5
            57
-    57 vs 58: 55= 78x
+    G      58
+           =x
     Wrong.
     """
     agree = str(results[-1]) == theirs
-    lines = [*render_lines(p.start, p.steps, results), compare_line(results[-1], theirs)]
+    lines = [*render_lines(p.start, p.steps, results),
+             *compare_lines(results[-1], theirs, len(p.steps))]
     return "\n".join([*lines, RIGHT if agree else WRONG])
 
 
@@ -264,15 +274,14 @@ def render_keep(answer: str) -> str:
 
 
 _VERDICT = re.compile(r"^(Right|Wrong)\.$", re.MULTILINE)
-_COMPARE = re.compile(r"^(-?\d+) vs ", re.MULTILINE)
 
 
 def critique_flags(text: str) -> bool | None:
     """True when a critique's verdict says G's answer is wrong, None without a verdict.
 
-    >>> critique_flags("57 vs 57: 55= 77=\\nRight."), critique_flags("Wrong.")
+    >>> critique_flags("       57\\nG      57\\n       ==\\nRight."), critique_flags("Wrong.")
     (False, True)
-    >>> critique_flags("57 vs 58: 55= 78x") is None
+    >>> critique_flags("       57\\nG      58") is None
     True
     """
     found = _VERDICT.findall(text)
@@ -280,13 +289,17 @@ def critique_flags(text: str) -> bool | None:
 
 
 def critique_answer(text: str) -> str | None:
-    """The answer V derived itself (the first number of its comparison line), or None.
+    """The answer V derived itself (its last state line), or None when it wrote none.
 
-    >>> critique_answer("   57\\n57 vs 58: 55= 78x\\nWrong."), critique_answer("Wrong.")
+    >>> critique_answer("   52+5\\n     57\\nG    58\\n     =x\\nWrong."), critique_answer("Wrong.")
     ('57', None)
+    >>> critique_answer("   52+5\\nWrong.") is None  # a line with steps left is no answer
+    True
     """
-    found = _COMPARE.findall(text)
-    return str(int(found[-1])) if found and len(found[-1]) <= 18 else None
+    states = parse_states(text)
+    if not states or states[-1][1]:
+        return None
+    return str(states[-1][0])
 
 
 def answer_view(generator: str) -> str:
@@ -370,8 +383,11 @@ PROMPTS = RolePrompts(
     verifier_system="Check.",
     refiner_system="Fix.",
     generator_user="{question}",
-    verifier_user="Q: {question}\nA: {generator}",
-    refiner_user="Q: {question}\nA: {generator}\nC: {critique}",
+    # The question comes last in every role's prompt, so each role's first line (the question,
+    # restated) and so its whole derivation sit at the same distance from the question as G's:
+    # the derivation G learns is the one V and R run.
+    verifier_user="A: {generator}\nQ: {question}",
+    refiner_user="A: {generator}\nC: {critique}\nQ: {question}",
 )
 
 TASK = Task(
