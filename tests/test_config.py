@@ -156,3 +156,48 @@ def test_shipped_configs_load(path):
     assert isinstance(cfg, RunConfig)
     raw = yaml.safe_load(path.read_text())
     assert cfg.task.name == raw["task"]["name"]
+
+
+VLLM_OUT_OF_RANGE = [
+    ("backend.max_lora_rank=24", "must be one of vLLM's ranks 1, 8, 16, 32, 64, 128, 256, 320, "
+                                 "512, or null"),
+    ("backend.max_lora_rank=0", "must be one of vLLM's ranks 1, 8, 16, 32, 64, 128, 256, 320, "
+                                "512, or null"),
+    ("backend.max_model_len=0", "must be at least 1 or null"),
+    ("backend.max_num_seqs=-1", "must be at least 1 or null"),
+]
+
+
+@pytest.mark.parametrize(("override", "why"), VLLM_OUT_OF_RANGE)
+def test_vllm_engine_settings_are_range_checked(override, why):
+    key = override.partition("=")[0]
+    with pytest.raises(MaltError) as err:
+        load_config(None, [override])
+    assert str(err.value) == f"override {override}: {key}: {why}"
+    with pytest.raises(MaltError, match=r"^quantization: must name a method"):
+        BackendConfig(quantization=" ")
+
+
+def test_vllm_engine_settings_default_to_vllm_and_take_overrides():
+    b = load_config().backend
+    assert (b.max_lora_rank, b.max_model_len, b.max_num_seqs, b.quantization) == (None,) * 4
+    assert b.enforce_eager is False and b.gpu_memory_utilization == 0.85
+    b = load_config(None, ["backend.max_lora_rank=320", "backend.max_model_len=4096",
+                           "backend.max_num_seqs=128", "backend.enforce_eager=true",
+                           "backend.quantization=fp8"]).backend
+    assert (b.max_lora_rank, b.max_model_len, b.max_num_seqs) == (320, 4096, 128)
+    assert b.enforce_eager is True and b.quantization == "fp8"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_leave_room_for_every_role(path):
+    cfg = load_config(path)
+    longest = max(cfg.generate.role(r).max_new_tokens for r in ("generator", "verifier", "refiner"))
+    # Eval answers are as long as tree answers; a refiner row (question + G's answer + the
+    # critique + the refinement) fits in train.max_length, and its prompt plus output in the
+    # engine's context window.
+    assert cfg.eval.max_new_tokens >= longest
+    assert cfg.train.max_length >= sum(cfg.generate.role(r).max_new_tokens
+                                       for r in ("generator", "verifier", "refiner"))
+    assert cfg.backend.max_model_len is None or cfg.backend.max_model_len >= cfg.train.max_length
+    assert cfg.backend.max_lora_rank is None  # sized from the adapters (train.lora_r)

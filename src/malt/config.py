@@ -90,19 +90,29 @@ class ModelsConfig:
         return model
 
 
+# The LoRA ranks vLLM's engine accepts as max_lora_rank (vllm.config.lora.MaxLoRARanks).
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
 @dataclass
 class BackendConfig:
     """How text is generated: hf (transformers), vllm, or openai (any compatible server)."""
 
     name: Literal["hf", "vllm", "openai"] = "hf"
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (what torch and the hf backend take)
-    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
+    # auto: bfloat16 on GPU (hf and vllm; never vLLM's own "auto", the checkpoint's dtype),
+    # float32 on CPU (hf); vllm takes auto, bfloat16, float16 (GPUs without bf16) or float32
+    dtype: str = "auto"
     batch_size: int = 64  # sequences per forward pass (hf), >= 1
     kv_cache: Literal["static", "dynamic"] = "static"  # hf: static (preallocated) | dynamic
-    # vllm
+    # vllm (offline engine; docs/real-models.md)
     tensor_parallel_size: int = 1  # >= 1
-    gpu_memory_utilization: float = 0.85  # in (0, 1]
-    max_lora_rank: int = 64  # >= 1
+    gpu_memory_utilization: float = 0.85  # share of GPU memory for all engines together, in (0, 1]
+    max_lora_rank: int | None = None  # one of VLLM_LORA_RANKS; None: smallest that fits the adapters
+    max_model_len: int | None = None  # context window, prompt + output; None: the model's own, >= 1
+    max_num_seqs: int | None = None  # sequences per engine step; None: vLLM's default, >= 1
+    enforce_eager: bool = False  # true: no CUDA graphs (less memory and start-up time, slower decode)
+    quantization: str | None = None  # vLLM's --quantization (fp8, awq, gptq, ...); None: as saved
     # openai-compatible server
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"  # name of the variable, never the key itself
@@ -116,7 +126,14 @@ class BackendConfig:
         _check(self.batch_size >= 1, "batch_size", "must be at least 1")
         _check(self.tensor_parallel_size >= 1, "tensor_parallel_size", "must be at least 1")
         _check(0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must be in (0, 1]")
-        _check(self.max_lora_rank >= 1, "max_lora_rank", "must be at least 1")
+        ranks = ", ".join(map(str, VLLM_LORA_RANKS))
+        _check(self.max_lora_rank is None or self.max_lora_rank in VLLM_LORA_RANKS,
+               "max_lora_rank", f"must be one of vLLM's ranks {ranks}, or null")
+        for name in ("max_model_len", "max_num_seqs"):
+            value = getattr(self, name)
+            _check(value is None or value >= 1, name, "must be at least 1 or null")
+        _check(self.quantization is None or bool(self.quantization.strip()), "quantization",
+               "must name a method (fp8, awq, ...) or be null")
         _check(self.max_concurrency >= 1, "max_concurrency", "must be at least 1")
         _check(_positive(self.timeout_s), "timeout_s", "must be a finite number > 0")
         _check(self.max_retries >= 0, "max_retries", "must be at least 0")

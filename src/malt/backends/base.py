@@ -40,7 +40,9 @@ class Completion:
 
     text: str
     num_tokens: int
-    finish_reason: str  # "stop" (EOS or stop string) or "length"
+    # "stop" (EOS or stop string), "length" (max_new_tokens or the context window), or what
+    # the engine reported otherwise, never relabelled as "stop" (vllm: "abort", "error")
+    finish_reason: str
 
 
 def derive_seed(*parts: object) -> int:
@@ -65,7 +67,11 @@ class Backend(Protocol):
         params: SamplingParams,
         seeds: Sequence[int],
     ) -> list[list[Completion]]:
-        """`params.n` completions for each prompt; `seeds[i]` seeds prompt i's samples."""
+        """`params.n` completions for each prompt; `seeds[i]` seeds prompt i's samples.
+
+        Sample j is seeded from `derive_seed(seeds[i], j)` where the backend controls its
+        sampler (hf, vllm); what equal seeds reproduce is documented by each backend.
+        """
         ...
 
     def close(self) -> None:

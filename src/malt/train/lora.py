@@ -1,4 +1,4 @@
-"""Model loading and the PEFT LoRA config: attention and MLP projections (paper default)."""
+"""Model loading and the PEFT LoRA config: attention and MLP projections (malt's choice, not the paper's)."""
 
 from __future__ import annotations
 
