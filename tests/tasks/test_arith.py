@@ -84,16 +84,18 @@ def test_solution_and_critique_formats():
     assert len({len(line) for line in good.splitlines()[:-1]}) == 1
     # V re-derives in G's own geometry, compares digit by digit, then states its verdict.
     crit = render_check(p, p.values(), "58")
-    assert crit.splitlines() == [*good.splitlines()[:-1], "G      58", "       =x", "Wrong."]
+    assert crit.splitlines() == [*good.splitlines()[:-1], "G      58", "       =x", "       no"]
     # G's answer and the marks sit in the columns of V's own answer.
-    assert {len(x) for x in crit.splitlines()[:-1]} == {len(good.splitlines()[0])}
+    assert {len(x) for x in crit.splitlines()} == {len(good.splitlines()[0])}
     assert critique_flags(crit) is True and critique_answer(crit) == "57"
     agree = render_check(p, p.values(), "57")
-    assert agree.endswith("G      57\n       ==\nRight.") and critique_flags(agree) is False
+    assert agree.endswith("G      57\n       ==\n       ok") and critique_flags(agree) is False
+    # Marks run left to right: once a column differs, every later mark says so.
+    assert render_check(p, [55, 52, 47], "57").endswith("       xx\n       no")
     # V slipped itself: it disagrees with a right G answer and states its own (wrong) one.
     slipped = render_check(p, [55, 53, 58], "57")
     assert critique_flags(slipped) is True and critique_answer(slipped) == "58"
-    assert render_check(p, p.values(), "none").endswith("Wrong.")
+    assert render_check(p, p.values(), "none").endswith("no")
     assert render_keep("57") == "Answer: 57" and extract_answer(render_keep("57")) == "57"
 
 
@@ -107,21 +109,21 @@ def test_later_roles_see_answer_and_verdict_only():
     assert r[1]["content"] == "A: 58\nC: Wrong.\nQ: 47+8-3+5"  # V's verdict, not its working
     # The question ends every prompt: each role restates it at the same distance as G does.
     assert all(m[1]["content"].endswith("47+8-3+5") for m in (v, r, TASK.messages(GENERATOR, p)))
-    assert answer_view("no answer here") == "none" and verdict_view("57 vs 5") == "none"
+    assert answer_view("no answer here") == "none" and verdict_view("G      5") == "none"
     assert TASK.critique_answer(crit) == "57"
 
 
 @pytest.mark.parametrize(
     ("text", "flag", "own"),
     [
-        ("       57\nG      57\n       ==\nRight.", False, "57"),
-        ("       57\nG      58\n       =x\nWrong.", True, "57"),
-        ("       57\nG      58\n       =x\nRight.", False, "57"),  # inconsistent, still read
-        ("Right.\nWrong.", True, None),  # the last verdict counts
+        ("       57\nG      57\n       ==\n       ok", False, "57"),
+        ("       57\nG      58\n       =x\n       no", True, "57"),
+        ("       57\nG      58\n       =x\n       ok", False, "57"),  # inconsistent, still read
+        ("ok\nno", True, None),  # the last verdict counts
         ("       57\nG      58", None, "57"),  # cut before the verdict
-        ("     52+5\nWrong.", True, None),  # a line with steps left states no answer
-        ("It is Right.", None, None),  # a verdict is a whole line
-        ("9" * 5000 + "\nWrong.", True, None),  # absurd numbers are no answer
+        ("     52+5\n       no", True, None),  # a line with steps left states no answer
+        ("It is ok", None, None),  # a verdict is a whole line
+        ("9" * 5000 + "\nno", True, None),  # absurd numbers are no answer
         ("", None, None),
     ],
 )
@@ -169,7 +171,7 @@ def test_role_messages_are_short_and_carry_the_inputs():
     p = TASK.parse_row({"question": "47+8-3+5", "answer": "57"}, "x:1")
     g = TASK.messages(GENERATOR, p)
     v = TASK.messages(VERIFIER, p, generator="47+8=55\nAnswer: 55")
-    r = TASK.messages(REFINER, p, generator="Answer: 55", critique="Wrong.")
+    r = TASK.messages(REFINER, p, generator="Answer: 55", critique="       no")
     assert g[1]["content"] == "47+8-3+5"
     assert "55" in v[1]["content"] and "47+8-3+5" in v[1]["content"]
     assert r[1]["content"].index("55") < r[1]["content"].index("Wrong.")

@@ -67,7 +67,7 @@ def verifier_skills(critiques: list[str], generator: list[str], problems: list[P
     """How often V's own answer is right, and how often its verdict matches its comparison.
 
     >>> p = TASK.parse_row({"question": "47+8-3+5", "answer": "57"}, "x")
-    >>> verifier_skills(["       57\\nG      58\\n       =x\\nWrong."], ["Answer: 58"], [p])
+    >>> verifier_skills(["       57\\nG      58\\n       =x\\n       no"], ["Answer: 58"], [p])
     {'derivation_acc': 1.0, 'verdict_consistent': 1.0}
     """
     own = [TASK.critique_answer(v) for v in critiques]

@@ -16,11 +16,14 @@ every line has the same width and each step is a local computation on the line a
              58                      57
     Answer: 58              G      58
                                    =x
-                            Wrong.
+                                   no
 
 V re-derives the answer itself, writes G's answer under its own in the same columns, marks
-each column `=` or `x` (a comparison of the two digits right above the mark, in the column
-geometry the derivation uses), then states a verdict. V never sees G's working, so it cannot copy G's lines: an earlier format that showed
+the columns left to right (`=` while all agree so far, `x` from the first difference: each
+mark reads the digits right above it), and writes its verdict (`ok` / `no`) under the last
+mark. Measured: with the verdict as a word at the start of a line after the marks, the tiny
+model learned the marks (92% right) but not the verdict (it said "Wrong." after `==`).
+V never sees G's working, so it cannot copy G's lines: an earlier format that showed
 them was copied (89% of the tiny model's V values equalled G's), and its verdicts carried no
 signal. R sees the question, G's answer and V's verdict: it keeps G's answer when V agrees
 (`Answer: 58`) and re-derives the solution in G's format when V disagrees.
@@ -223,31 +226,38 @@ def parse_states(text: str) -> list[tuple[int, str]]:
     return out
 
 
-RIGHT, WRONG = "Right.", "Wrong."
+RIGHT, WRONG = "Right.", "Wrong."  # the verdict as R's prompt shows it
+OK, NO = "ok", "no"  # the verdict as V writes it, under its marks
 NONE = "none"  # what V is shown when G's output states no answer
 THEIRS = "G"  # the label of the line where V copies G's answer under its own
 
 
 def compare_lines(mine: int, theirs: str, n_steps: int) -> list[str]:
-    """G's answer under V's, right-aligned in the same columns, then one mark per column.
+    """G's answer under V's in the same columns, running marks, and the verdict under them.
 
-    Each mark compares the digits one and two lines above it, in the column geometry the
-    derivation already uses (`=` equal, `x` different).
+    A mark is `=` while every column so far (left to right) agrees, `x` from the first that
+    differs; the last mark is the verdict, written `ok` / `no` right below. Every decision
+    reads the lines right above it, in the column geometry the derivation already uses.
 
     >>> compare_lines(57, "58", 3)
-    ['G      58', '       =x']
-    >>> compare_lines(57, "157", 3)[1], compare_lines(57, "none", 3)[1]
-    ('      x==', '     xxxx')
+    ['G      58', '       =x', '       no']
+    >>> compare_lines(57, "47", 3)[1:], compare_lines(57, "57", 3)[1:]
+    (['       xx', '       no'], ['       ==', '       ok'])
+    >>> compare_lines(57, "none", 3)[1]
+    '     xxxx'
     """
     w = width(n_steps)
     a, b = str(mine), theirs
     k = max(len(a), len(b))
-    marks = "".join("=" if x == y else "x" for x, y in zip(a.rjust(k), b.rjust(k), strict=True))
-    return [THEIRS + b.rjust(w - len(THEIRS)), marks.rjust(w)]
+    marks, same = "", True
+    for x, y in zip(a.rjust(k), b.rjust(k), strict=True):
+        same = same and x == y
+        marks += "=" if same else "x"
+    return [THEIRS + b.rjust(w - len(THEIRS)), marks.rjust(w), (OK if same else NO).rjust(w)]
 
 
 def render_check(p: Arith, results: list[int], theirs: str) -> str:
-    """A critique: V's own derivation, G's answer and the column marks, then the verdict.
+    """A critique: V's own derivation, G's answer, the column marks and the verdict.
 
     >>> print(render_check(Arith(47, (("+", 8), ("-", 3), ("+", 5))), [55, 52, 57], "58"))
      47+8-3+5
@@ -256,12 +266,11 @@ def render_check(p: Arith, results: list[int], theirs: str) -> str:
            57
     G      58
            =x
-    Wrong.
+           no
     """
-    agree = str(results[-1]) == theirs
     lines = [*render_lines(p.start, p.steps, results),
              *compare_lines(results[-1], theirs, len(p.steps))]
-    return "\n".join([*lines, RIGHT if agree else WRONG])
+    return "\n".join(lines)
 
 
 def render_keep(answer: str) -> str:
@@ -273,27 +282,27 @@ def render_keep(answer: str) -> str:
     return f"Answer: {answer}"
 
 
-_VERDICT = re.compile(r"^(Right|Wrong)\.$", re.MULTILINE)
+_VERDICT = re.compile(r"^\s*(ok|no)\s*$", re.MULTILINE)
 
 
 def critique_flags(text: str) -> bool | None:
     """True when a critique's verdict says G's answer is wrong, None without a verdict.
 
-    >>> critique_flags("       57\\nG      57\\n       ==\\nRight."), critique_flags("Wrong.")
+    >>> critique_flags("G      57\\n       ==\\n       ok"), critique_flags("       no")
     (False, True)
-    >>> critique_flags("       57\\nG      58") is None
+    >>> critique_flags("       57\\nG      58\\n       =x") is None
     True
     """
     found = _VERDICT.findall(text)
-    return None if not found else found[-1] == "Wrong"
+    return None if not found else found[-1] == NO
 
 
 def critique_answer(text: str) -> str | None:
     """The answer V derived itself (its last state line), or None when it wrote none.
 
-    >>> critique_answer("   52+5\\n     57\\nG    58\\n     =x\\nWrong."), critique_answer("Wrong.")
+    >>> critique_answer("   52+5\\n     57\\nG    58\\n     =x\\n     no"), critique_answer("no")
     ('57', None)
-    >>> critique_answer("   52+5\\nWrong.") is None  # a line with steps left is no answer
+    >>> critique_answer("   52+5\\n     no") is None  # a line with steps left is no answer
     True
     """
     states = parse_states(text)
@@ -314,7 +323,7 @@ def answer_view(generator: str) -> str:
 def verdict_view(critique: str) -> str:
     """What R sees of V's critique: its verdict line (or `none`).
 
-    >>> verdict_view("57 vs 58: 55= 78x\\nWrong."), verdict_view("57 vs")
+    >>> verdict_view("G      58\\n       =x\\n       no"), verdict_view("G      58")
     ('Wrong.', 'none')
     """
     flag = critique_flags(critique)
