@@ -58,14 +58,15 @@ def run_mode(name: str, base: Path, data, work: Path, batch: int, max_length: in
                       save_steps=100000, warmup_ratio=0.0, **flags)
     phase = Phase(model=str(base), dest=work / name / "sft", run_dir=work / name / "run",
                   learning_rate=2e-4, epochs=1)
-    trainer, dropped = build_trainer(cfg, phase, data)
+    trainer, lengths = build_trainer(cfg, phase, data)
     ds = trainer.train_dataset
     real_tokens = sum(sum(1 for t in lab) for lab in ds["input_ids"])
     start = time.perf_counter()
     out = trainer.train()
     seconds = time.perf_counter() - start
     return {"mode": name, "rows_per_step_or_blocks": batch, "steps": out.global_step,
-            "train_rows": len(ds), "rows_dropped_too_long": dropped, "real_tokens": real_tokens,
+            "train_rows": len(ds), "rows_dropped_too_long": lengths["dropped"],
+            "real_tokens": real_tokens,
             "seconds": round(seconds, 3), "tokens_per_s": round(real_tokens / seconds, 1)}
 
 

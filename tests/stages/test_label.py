@@ -115,3 +115,81 @@ def test_cli_runs_and_prints_summary(run_dir, capsys):
     assert cli_main(["label", f"run_dir={run_dir}", "task.name=gsm8k", "credit.pooling=local"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["trees"] == 24
+
+
+@pytest.fixture
+def long_run_dir(tmp_path):
+    """20 ordinary trees and 4 whose completions carry 400 extra characters each."""
+    branching = Branching(3, 3, 3)
+    trees = [*synthetic_forest(PROBLEMS[:20], branching, seed=0),
+             *synthetic_forest(PROBLEMS[20:], branching, seed=0, filler_chars=400)]
+    write_trees(tmp_path / "generate" / "trees-00000.jsonl", trees)
+    return tmp_path
+
+
+def independent_verdicts(tok, kind, rows, max_length):
+    """Each row tokenized on its own, as TRL does, and judged by the rule in malt.lengths."""
+    def n(messages, **kw):
+        return len(tok.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                           **kw)["input_ids"])
+
+    if kind == "sft":
+        return ["too_long" if n(r["prompt"] + r["completion"]) > max_length else "fits"
+                for r in rows]
+    out = []
+    for r in rows:
+        longest = max(n(r["prompt"] + r["chosen"]), n(r["prompt"] + r["rejected"]))
+        prompt = n(r["prompt"], add_generation_prompt=True)
+        out.append("prompt_too_long" if prompt >= max_length
+                   else "completion_cut" if longest > max_length else "fits")
+    return out
+
+
+def test_lengths_per_role_count_what_max_length_leaves_out(long_run_dir):
+    from malt.embedded import base_model_path
+    from malt.lengths import load_tokenizer
+
+    summary = label.run(cfg_for(long_run_dir, "models.base=embedded", "train.max_length=1024"))
+    tok, _ = load_tokenizer(str(base_model_path()))
+    assert summary["paper_pairs_per_role"] == [2000, 6000]
+    seen = set()
+    for role, kinds in summary["lengths"].items():
+        assert kinds["tokenizer"] == str(base_model_path())
+        for kind in ("sft", "dpo") if role != "generator" else ("sft",):
+            t = kinds[kind]
+            rows = [json.loads(x) for x in
+                    (long_run_dir / "label" / f"{kind}_{role}.jsonl").read_text().splitlines()]
+            counted = summary["sft_rows" if kind == "sft" else "dpo_pairs"][role]
+            assert t["rows"] == len(rows) == counted
+            verdicts = independent_verdicts(tok, kind, rows, 1024)
+            reasons = ("too_long",) if kind == "sft" else ("prompt_too_long", "completion_cut")
+            for reason in reasons:
+                assert t[reason] == verdicts.count(reason)
+                if t[reason]:
+                    seen.add(reason)
+            assert t["kept"] == verdicts.count("fits") and t["kept"] + t["dropped"] == t["rows"]
+            assert t["p50"] <= t["p95"] <= t["max"] and t["max_length"] == 1024
+    assert seen == {"too_long", "prompt_too_long", "completion_cut"}  # every reason planted
+
+
+def test_cli_prints_pair_counts_and_length_warnings(long_run_dir, capsys):
+    args = ["label", f"run_dir={long_run_dir}", "task.name=gsm8k", "models.base=embedded"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr()
+    json.loads(out.out)  # stdout stays one JSON summary
+    assert "malt label: verifier: 54 DPO pairs (below the paper's roughly 2,000-6,000" in out.err
+    assert "malt label: warning: train.max_length=1024 would leave out 59 of 368 refiner SFT" in out.err
+    # A generous max_length leaves nothing out: no warning.
+    assert cli_main([*args, "train.max_length=4096"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_lengths_not_measured_is_a_note_not_a_failure(run_dir, tmp_path):
+    summary = label.run(cfg_for(run_dir))  # no model configured
+    assert summary["lengths"]["verifier"]["note"].startswith("lengths not measured: models.verifier")
+    summary = label.run(cfg_for(run_dir, f"models.base={tmp_path / 'nowhere'}"))
+    note = summary["lengths"]["refiner"]["note"]
+    assert note.startswith("lengths not measured:") and "nowhere" in note
+    assert summary["trees"] == 24  # the datasets were still written
+    assert "malt label: refiner: lengths not measured" in "\n".join(
+        f"malt label: {line}" for line in label.report_lines(summary))

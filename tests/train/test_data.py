@@ -11,7 +11,7 @@ import malt.train.data
 import malt.train.settings
 from malt.errors import MaltError
 from malt.io import write_jsonl
-from malt.train.data import dataset_path, drop_long_rows, load_dataset
+from malt.train.data import dataset_path, keep_fitting_rows, load_dataset
 from malt.train.synthetic import dpo_rows, sft_rows
 
 
@@ -79,12 +79,19 @@ def test_parquet_rows_are_checked_too(tmp_path):
         load_dataset(tmp_path, "sft", "verifier", "parquet")
 
 
-def test_drop_long_rows_counts_rows_over_max_length(tmp_path, tiny_model):
+def test_keep_fitting_rows_counts_rows_over_max_length(tmp_path, tiny_model):
     from datasets import Dataset
 
     from malt.train.lora import load_tokenizer
 
+    tok = load_tokenizer(str(tiny_model))
     rows = sft_rows("generator", 2)
     rows[1]["completion"][0]["content"] = "x" * 500  # a character tokenizer: 500+ tokens
-    kept, dropped = drop_long_rows(Dataset.from_list(rows), load_tokenizer(str(tiny_model)), 200)
-    assert dropped == 1 and len(kept) == 1 and kept[0]["prompt"] == rows[0]["prompt"]
+    kept, report = keep_fitting_rows(Dataset.from_list(rows), tok, "sft", 200)
+    assert report["dropped"] == report["too_long"] == 1 and report["rows"] == 2
+    assert len(kept) == 1 and kept[0]["prompt"] == rows[0]["prompt"]
+    pairs = dpo_rows("verifier", 3)
+    pairs[0]["prompt"][1]["content"] = "x" * 500
+    kept, report = keep_fitting_rows(Dataset.from_list(pairs), tok, "dpo", 200)
+    assert report["prompt_too_long"] == 1 and report["completion_cut"] == 0
+    assert [r["prompt"] for r in kept] == [p["prompt"] for p in pairs[1:]]

@@ -42,7 +42,8 @@ def dpo_trainer(tiny_model, tmp_path, sft, *, full=False, lr=5e-3):
                       lora_dropout=0.0)
     phase = Phase(model=str(tiny_model), dest=tmp_path / "final", run_dir=tmp_path / "run",
                   learning_rate=lr, epochs=1)
-    return dpo.build_trainer(cfg, phase, Dataset.from_list(dpo_rows("verifier", 6)), sft)
+    trainer, _ = dpo.build_trainer(cfg, phase, Dataset.from_list(dpo_rows("verifier", 6)), sft)
+    return trainer
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +112,34 @@ def test_full_finetune_reference_is_the_sft_model(tiny_model, tmp_path):
     torch.testing.assert_close(ref, completion_logps(sft_model, batch), rtol=1e-5, atol=1e-4)
     base = lora.load_model(str(tiny_model), bf16=False).eval()
     assert (ref - completion_logps(base, batch)).abs().max() > 1e-3
+
+
+def test_pairs_that_would_be_cut_are_left_out_and_counted(tiny_model, tmp_path):
+    rows = dpo_rows("verifier", 6)
+    rows[1]["chosen"][0]["content"] = "w" * 300  # a character tokenizer: the answer would be cut
+    rows[4]["prompt"][1]["content"] = "q" * 300  # the prompt alone fills max_length
+    cfg = TrainConfig(batch_size=2, logging_steps=1, max_length=128, lora_dropout=0.0, max_steps=1)
+
+    def phase(name):
+        return Phase(model=str(tiny_model), dest=tmp_path / name / "final",
+                     run_dir=tmp_path / name / "run", learning_rate=1e-3, epochs=1)
+
+    trainer, lengths = dpo.build_trainer(cfg, phase("a"), Dataset.from_list(rows), None)
+    seen = trainer.train_dataset  # as TRL tokenized it
+    assert lengths["completion_cut"] == 1 and lengths["prompt_too_long"] == 1
+    assert len(seen) == lengths["kept"] == 4 and lengths["kept"] + lengths["dropped"] == 6
+    assert lengths["max"] > 300 and lengths["max_length"] == 128
+    for ex in seen:  # nothing left for TRL's collator to cut, nor for its prompt filter to drop
+        assert len(ex["prompt_ids"]) + max(len(ex["chosen_ids"]), len(ex["rejected_ids"])) <= 128
+    batch = next(iter(trainer.get_train_dataloader()))
+    answers = sum(len(ex["chosen_ids"]) + len(ex["rejected_ids"]) for ex in seen.select([0, 1]))
+    assert int(batch["completion_mask"].sum()) == answers  # every answer token is trained on
+
+    metrics = dpo.run_dpo(cfg, phase("b"), Dataset.from_list(rows), None)
+    assert metrics["status"] == "trained" and metrics["rows"] == 6
+    assert metrics["rows_dropped_completion_cut"] == 1
+    assert metrics["rows_dropped_prompt_too_long"] == 1
+    assert metrics["lengths"] == lengths
+    none_fit = dpo.run_dpo(cfg, phase("c"), Dataset.from_list([rows[1], rows[4]]), None)
+    assert none_fit["status"] == "skipped" and "max_length=128" in none_fit["reason"]
+    assert none_fit["lengths"]["dropped"] == 2 and not (tmp_path / "c" / "final").exists()

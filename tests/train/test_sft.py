@@ -8,7 +8,7 @@ from datasets import Dataset
 
 from malt.config import TrainConfig
 from malt.train import lora
-from malt.train.sft import Phase, run_sft
+from malt.train.sft import Phase, build_trainer, run_sft
 from malt.train.synthetic import sft_rows
 
 pytestmark = pytest.mark.slow
@@ -70,6 +70,25 @@ def test_rows_over_max_length_are_left_out_and_counted(tiny_model, tmp_path):
     cfg = TrainConfig(batch_size=2, max_length=120)
     metrics = run_sft(cfg, phase(tiny_model, tmp_path / "a"), Dataset.from_list(rows))
     assert metrics["rows_dropped_too_long"] == 1 and metrics["steps"] == 2
+    lengths = metrics["lengths"]
+    assert lengths["rows"] == 4 and lengths["kept"] == 3 and lengths["too_long"] == 1
+    assert lengths["max"] > 300 and lengths["p50"] <= 120 and lengths["max_length"] == 120
     all_long = run_sft(cfg, phase(tiny_model, tmp_path / "b"), Dataset.from_list(rows[3:]))
     assert all_long["status"] == "skipped" and "max_length" in all_long["reason"]
     assert not (tmp_path / "b" / "sft").exists()
+
+
+@pytest.mark.parametrize("flags", [{"padding_free": False}, {"packing": True}])
+def test_padded_and_packed_rows_are_never_cut(tiny_model, tmp_path, flags):
+    """TRL would cut an over-long row here; it is left out and counted instead."""
+    rows = sft_rows("verifier", 4)
+    rows[2]["completion"][0]["content"] = "y" * 300
+    cfg = TrainConfig(batch_size=2, max_length=120, **flags)
+    trainer, lengths = build_trainer(cfg, phase(tiny_model, tmp_path), Dataset.from_list(rows))
+    assert lengths["too_long"] == 1 and lengths["kept"] + lengths["dropped"] == 4
+    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    tok = lora.load_tokenizer(str(tiny_model))
+    whole = sum(len(tok.apply_chat_template(r["prompt"] + r["completion"], tokenize=True,
+                                            return_dict=True)["input_ids"])
+                for i, r in enumerate(rows) if i != 2)
+    assert tokens == whole  # the three rows that fit, every token of them

@@ -184,7 +184,7 @@ def role_data_markdown(summary: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-_SKIP = {"files", "seconds"}  # output paths and timings are not role-data statistics
+_SKIP = {"files", "seconds", "lengths"}  # paths, timings and length reports (own section)
 
 
 def _flatten(obj: Any, prefix: str) -> list[tuple[str, Any]]:

@@ -4,14 +4,18 @@ Reads `<run_dir>/generate/` (or `--trees PATH`) one tree at a time and streams e
 so memory stays flat however large the forest. Writes into `<run_dir>/label/`:
 `sft_<role>.jsonl`, `dpo_<role>.jsonl` (TRL conversational formats), `labels.jsonl` (per node:
 answer, reward, value, label), `summary.json` (with `answers`: how many G and R outputs stated
-an answer, none, or one that could not be read), `config.yaml` and `manifest.json` (with
-`consumed`: the settings and each tree shard's sha256 the datasets were made from). Labelling
-is cheap, so a rerun always labels everything again.
+an answer, none, or one that could not be read; `lengths`: per role, p50/p95/max tokens of
+the SFT rows and DPO pairs under the role model's tokenizer and how many `train.max_length`
+would leave out, see `malt.lengths`; `paper_pairs_per_role`: the paper's pair counts to compare
+with `dpo_pairs`), `config.yaml` and `manifest.json` (with `consumed`: the settings and each
+tree shard's sha256 the datasets were made from). Labelling is cheap, so a rerun always labels
+everything again.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -31,6 +35,7 @@ from malt.io import (
     tree_files,
     write_json,
 )
+from malt.lengths import LengthMeter, load_tokenizer, warning_lines
 from malt.records import GENERATOR, REFINER, VERIFIER, Tree
 from malt.roledata import RoleStats, dpo_row, preference_pairs, sft_nodes, sft_row
 from malt.tasks import get_task
@@ -40,6 +45,8 @@ from malt.tasks.grading import STATUSES
 CONSUMED_SETTINGS = ("seed", "task.name", "credit", "data")
 SFT_COLUMNS = ("prompt", "completion")
 DPO_COLUMNS = ("prompt", "chosen", "rejected")
+# MALT (Motwani et al.): "roughly 2k-6k pairs per role and benchmark".
+PAPER_PAIRS_PER_ROLE = (2000, 6000)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +54,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
-    return run(cfg, trees=args.trees)
+    summary = run(cfg, trees=args.trees)
+    for line in report_lines(summary):
+        print(f"malt label: {line}", file=sys.stderr)
+    return summary
+
+
+def report_lines(summary: dict[str, Any]) -> list[str]:
+    """What a person should see besides the JSON: pair counts against the paper, length warnings."""
+    lo, hi = summary["paper_pairs_per_role"]
+    lines = []
+    for role, n in summary["dpo_pairs"].items():
+        if f"dpo_{role}" in summary["files"]:
+            where = "below" if n < lo else "above" if n > hi else "within"
+            lines.append(f"{role}: {n:,} DPO pairs ({where} the paper's roughly {lo:,}-{hi:,} "
+                         f"pairs per role and benchmark)")
+    for role, report in summary["lengths"].items():  # a note per role, or per dataset
+        notes = [report] if "note" in report else [
+            t for t in report.values() if isinstance(t, dict) and "note" in t]
+        lines += [f"{role}: {t['note']}" for t in notes]
+    lines += [f"warning: {w}" for w in warning_lines(summary["lengths"])]
+    return lines
 
 
 def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
@@ -62,6 +89,7 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
         **{f"dpo_{r}": DatasetWriter(out / f"dpo_{r}", cfg.data.format, DPO_COLUMNS)
            for r in dpo_roles},
     }
+    meters, lengths = length_meters(cfg, dpo_roles)
     stats, errors, answers = RoleStats(), [], Counter()
     start = time.perf_counter()
     try:
@@ -71,15 +99,20 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
                     errors.append(str(item))
                     continue
                 tree = label_tree(item, task, cfg.credit.pooling, cfg.credit.threshold, answers)
-                _write_tree(tree, writers, stats, cfg, dpo_roles)
+                _write_tree(tree, writers, stats, cfg, dpo_roles, meters)
                 labels.write(dumps(_labels_row(tree)) + "\n")
     except BaseException:
         for w in writers.values():
             w.abort()
         raise
     files = {name: str(w.close()) for name, w in writers.items()}
+    for name, meter in meters.items():
+        kind, role = name.split("_", 1)
+        lengths[role][kind] = meter.to_dict()
     summary = {
         **stats.to_dict(),
+        "paper_pairs_per_role": list(PAPER_PAIRS_PER_ROLE),
+        "lengths": lengths,
         "answers": {status: answers[status] for status in STATUSES},  # G and R outputs
         "malformed_trees": len(errors),
         "seconds": round(time.perf_counter() - start, 3),
@@ -96,16 +129,52 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
     return summary
 
 
+def length_meters(cfg: RunConfig, dpo_roles: tuple[str, ...]
+                  ) -> tuple[dict[str, LengthMeter], dict[str, dict[str, Any]]]:
+    """A meter per role dataset (named like its file) and each role's length report so far.
+
+    Only tokenizers are loaded, once per model; a role whose model is not set or whose
+    tokenizer cannot be loaded gets a note instead of lengths.
+    """
+    tokenizers: dict[str, tuple[Any, str | None]] = {}
+    meters: dict[str, LengthMeter] = {}
+    lengths: dict[str, dict[str, Any]] = {}
+    for role in (GENERATOR, VERIFIER, REFINER):
+        try:
+            model = cfg.models.for_role(role)
+        except MaltError as e:
+            lengths[role] = {"note": f"lengths not measured: {e}"}
+            continue
+        if model not in tokenizers:
+            tokenizers[model] = load_tokenizer(model, trust_remote_code=cfg.models.trust_remote_code,
+                                               revision=cfg.models.revision)
+        tok, note = tokenizers[model]
+        if tok is None:
+            lengths[role] = {"tokenizer": model, "note": note}
+            continue
+        lengths[role] = {"tokenizer": model}
+        meters[f"sft_{role}"] = LengthMeter(tok, "sft", cfg.train.max_length)
+        if role in dpo_roles:
+            meters[f"dpo_{role}"] = LengthMeter(tok, "dpo", cfg.train.max_length)
+    return meters, lengths
+
+
 def _write_tree(tree: Tree, writers: dict[str, DatasetWriter], stats: RoleStats,
-                cfg: RunConfig, dpo_roles: tuple[str, ...]) -> None:
+                cfg: RunConfig, dpo_roles: tuple[str, ...], meters: dict[str, LengthMeter]) -> None:
     stats.add_tree(tree)
     for node in sft_nodes(tree):
-        writers[f"sft_{node.role}"].write(sft_row(node))
+        row = sft_row(node)
+        writers[f"sft_{node.role}"].write(row)
+        if meter := meters.get(f"sft_{node.role}"):
+            meter.add(row)
         stats.sft_rows[node.role] += 1
     seen_roles = set()
     pairs = preference_pairs(tree, cfg.data.max_pairs_per_parent, cfg.seed, dpo_roles)
     for chosen, rejected in pairs:
-        writers[f"dpo_{chosen.role}"].write(dpo_row(chosen, rejected))
+        row = dpo_row(chosen, rejected)
+        writers[f"dpo_{chosen.role}"].write(row)
+        if meter := meters.get(f"dpo_{chosen.role}"):
+            meter.add(row)
         stats.dpo_pairs[chosen.role] += 1
         seen_roles.add(chosen.role)
     for role in dpo_roles:

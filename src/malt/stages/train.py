@@ -9,7 +9,9 @@ Before any role trains, every requested role's data is read and checked and mode
 read, so a malformed row or a broken file stops the run with one sentence and nothing
 changed. A rerun keeps each finished role whose inputs (settings, role data, base model) are
 unchanged and continues an interrupted one; a role whose inputs changed is refused unless
-`--restart`. A role's new result replaces the old one only once it is complete.
+`--restart`. A role's new result replaces the old one only once it is complete. Rows longer
+than `train.max_length` are left out, never cut: each phase's metrics count them by reason
+and carry the token lengths (`lengths`: p50 / p95 / max, see `malt.lengths`).
 """
 
 from __future__ import annotations

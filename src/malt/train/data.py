@@ -13,6 +13,7 @@ from typing import Any
 
 from malt.errors import MaltError
 from malt.io import read_jsonl, read_parquet_rows, reading
+from malt.lengths import split_by_fit
 
 SFT_COLUMNS = ("prompt", "completion")
 DPO_COLUMNS = ("prompt", "chosen", "rejected")
@@ -99,18 +100,14 @@ def load_dataset(label_dir: str | Path, kind: str, role: str, fmt: str = "jsonl"
     return Dataset.from_list(rows)
 
 
-def drop_long_rows(dataset, tokenizer, max_length: int) -> tuple[Any, int]:
-    """Leave out SFT rows longer than `max_length` chat-formatted tokens; (kept, dropped).
+def keep_fitting_rows(dataset, tokenizer, kind: str, max_length: int) -> tuple[Any, dict[str, Any]]:
+    """The `kind` (sft | dpo) rows that train uncut within `max_length`; and the length report.
 
-    Padding-free batches are not truncated by TRL, so over-long rows are removed here rather
-    than trained on a cut-off answer.
+    TRL would cut what does not fit (padded or packed SFT rows, both DPO answers in its
+    collator), not enforce the limit (padding-free SFT) or drop the pair silently (a DPO
+    prompt that fills `max_length`), so such rows are left out here and counted by reason
+    (`malt.lengths`): nothing is trained on a cut-off answer, nothing vanishes uncounted.
     """
-
-    def fits(row: dict[str, Any]) -> bool:
-        ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        return len(ids) <= max_length
-
-    kept = dataset.filter(fits)
-    return kept, len(dataset) - len(kept)
+    keep, tally = split_by_fit(tokenizer, kind, dataset.to_list(), max_length)
+    kept = dataset if len(keep) == len(dataset) else dataset.select(keep)
+    return kept, tally.to_dict()

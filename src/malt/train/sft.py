@@ -9,7 +9,7 @@ from typing import Any
 
 from malt.config import TrainConfig
 from malt.train import attention, checkpoints, lora
-from malt.train.data import drop_long_rows
+from malt.train.data import keep_fitting_rows
 from malt.train.progress import quiet_trainer
 from malt.train.settings import common_args, epochs_for, summarise, use_bf16
 
@@ -54,17 +54,17 @@ def attention_for(cfg: TrainConfig) -> str | None:
 
 
 def build_trainer(cfg: TrainConfig, phase: Phase, dataset: Any, callbacks: list | None = None):
-    """An SFTTrainer for `dataset`; returns (trainer or None when no row fits, rows left out)."""
+    """An SFTTrainer for the rows of `dataset` that fit `max_length` (None when none does),
+    and the length report (`malt.lengths`: p50/p95/max tokens, rows left out)."""
     from transformers import set_seed
     from trl import SFTTrainer
 
     tok = lora.load_tokenizer(phase.model, trust_remote_code=phase.trust_remote_code,
                               revision=phase.revision)
-    dropped = 0
-    if cfg.padding_free and not cfg.packing:
-        dataset, dropped = drop_long_rows(dataset, tok, cfg.max_length)
+    # In every batching mode: padded and packed rows would be cut, padding-free ones not limited.
+    dataset, lengths = keep_fitting_rows(dataset, tok, "sft", cfg.max_length)
     if len(dataset) == 0:
-        return None, dropped
+        return None, lengths
     set_seed(phase.seed)  # LoRA initialisation draws from the global RNG
     model = lora.load_model(phase.model, bf16=use_bf16(cfg), attn_implementation=attention_for(cfg),
                             trust_remote_code=phase.trust_remote_code, revision=phase.revision)
@@ -72,22 +72,24 @@ def build_trainer(cfg: TrainConfig, phase: Phase, dataset: Any, callbacks: list 
         model = lora.attach_lora(model, cfg)
     trainer = SFTTrainer(model=model, args=sft_config(cfg, phase, len(dataset)),
                          train_dataset=dataset, processing_class=tok, callbacks=callbacks)
-    return quiet_trainer(trainer), dropped
+    return quiet_trainer(trainer), lengths
 
 
 def run_sft(cfg: TrainConfig, phase: Phase, dataset: Any, *, resume: bool = False,
             callbacks: list | None = None) -> dict[str, Any]:
     """Train, publish `phase.dest` and return the phase metrics."""
-    trainer, dropped = build_trainer(cfg, phase, dataset, callbacks)
+    trainer, lengths = build_trainer(cfg, phase, dataset, callbacks)
+    dropped = lengths["dropped"]
     if trainer is None:
         reason = f"all {dropped} rows are longer than train.max_length={cfg.max_length} tokens"
         log.warning("SFT skipped: %s", reason)
-        return {"status": "skipped", "reason": reason}
+        return {"status": "skipped", "reason": reason, "rows": len(dataset),
+                "rows_dropped_too_long": dropped, "lengths": lengths}
     checkpoints.train(trainer, phase.run_dir, resume)
     checkpoints.publish(trainer, phase.dest, lambda d: trainer.save_model(str(d)))
     metrics = summarise(trainer.state.log_history, SFT_KEYS)
     metrics.update(status="trained", rows=len(dataset), rows_dropped_too_long=dropped,
-                   epochs=trainer.args.num_train_epochs)
+                   lengths=lengths, epochs=trainer.args.num_train_epochs)
     if dropped:
         log.warning("SFT: %d of %d rows exceed train.max_length=%d tokens and were left out",
                     dropped, len(dataset), cfg.max_length)
