@@ -84,14 +84,16 @@ def test_solution_and_critique_formats():
     assert len({len(line) for line in good.splitlines()[:-1]}) == 1
     # V re-derives in G's own geometry, compares digit by digit, then states its verdict.
     crit = render_check(p, p.values(), "58")
-    assert crit.splitlines() == [*good.splitlines()[:-1], "G      58", "       =x", "       no"]
-    # G's answer and the marks sit in the columns of V's own answer.
-    assert {len(x) for x in crit.splitlines()} == {len(good.splitlines()[0])}
+    assert crit.splitlines() == [*good.splitlines()[:-1], "G      58", "       =x", "        no"]
+    # G's answer and the marks sit in the columns of V's own answer, the verdict's first
+    # letter right under the last mark.
+    assert {len(x) for x in crit.splitlines()[:-1]} == {len(good.splitlines()[0])}
+    assert crit.splitlines()[-1].index("n") == len(good.splitlines()[0]) - 1
     assert critique_flags(crit) is True and critique_answer(crit) == "57"
     agree = render_check(p, p.values(), "57")
-    assert agree.endswith("G      57\n       ==\n       ok") and critique_flags(agree) is False
+    assert agree.endswith("G      57\n       ==\n        ok") and critique_flags(agree) is False
     # Marks run left to right: once a column differs, every later mark says so.
-    assert render_check(p, [55, 52, 47], "57").endswith("       xx\n       no")
+    assert render_check(p, [55, 52, 47], "57").endswith("       xx\n        no")
     # V slipped itself: it disagrees with a right G answer and states its own (wrong) one.
     slipped = render_check(p, [55, 53, 58], "57")
     assert critique_flags(slipped) is True and critique_answer(slipped) == "58"
@@ -171,7 +173,7 @@ def test_role_messages_are_short_and_carry_the_inputs():
     p = TASK.parse_row({"question": "47+8-3+5", "answer": "57"}, "x:1")
     g = TASK.messages(GENERATOR, p)
     v = TASK.messages(VERIFIER, p, generator="47+8=55\nAnswer: 55")
-    r = TASK.messages(REFINER, p, generator="Answer: 55", critique="       no")
+    r = TASK.messages(REFINER, p, generator="Answer: 55", critique="        no")
     assert g[1]["content"] == "47+8-3+5"
     assert "55" in v[1]["content"] and "47+8-3+5" in v[1]["content"]
     assert r[1]["content"].index("55") < r[1]["content"].index("Wrong.")

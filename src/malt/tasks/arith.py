@@ -240,9 +240,9 @@ def compare_lines(mine: int, theirs: str, n_steps: int) -> list[str]:
     reads the lines right above it, in the column geometry the derivation already uses.
 
     >>> compare_lines(57, "58", 3)
-    ['G      58', '       =x', '       no']
+    ['G      58', '       =x', '        no']
     >>> compare_lines(57, "47", 3)[1:], compare_lines(57, "57", 3)[1:]
-    (['       xx', '       no'], ['       ==', '       ok'])
+    (['       xx', '        no'], ['       ==', '        ok'])
     >>> compare_lines(57, "none", 3)[1]
     '     xxxx'
     """
@@ -253,7 +253,8 @@ def compare_lines(mine: int, theirs: str, n_steps: int) -> list[str]:
     for x, y in zip(a.rjust(k), b.rjust(k), strict=True):
         same = same and x == y
         marks += "=" if same else "x"
-    return [THEIRS + b.rjust(w - len(THEIRS)), marks.rjust(w), (OK if same else NO).rjust(w)]
+    # The verdict's first letter sits right under the last mark (one column past the width).
+    return [THEIRS + b.rjust(w - len(THEIRS)), marks.rjust(w), (OK if same else NO).rjust(w + 1)]
 
 
 def render_check(p: Arith, results: list[int], theirs: str) -> str:
@@ -266,7 +267,7 @@ def render_check(p: Arith, results: list[int], theirs: str) -> str:
            57
     G      58
            =x
-           no
+            no
     """
     lines = [*render_lines(p.start, p.steps, results),
              *compare_lines(results[-1], theirs, len(p.steps))]
