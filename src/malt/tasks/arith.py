@@ -7,26 +7,20 @@ within a problem. The split of a problem is a hash of its canonical text, so tra
 can never share a question, whatever the seeds.
 
 Role formats: one step per line, each line the state after that step, right-aligned so that
-every line has the same width and each step is a local computation on the line above it.
+every line has the same width and each step is a local computation on the line above it:
 
-    G (sees the question)   V (sees G's final answer, then the question)
-       47+8-3+5                47+8-3+5
-         55-3+5                  55-3+5
-           52+5                    52+5
-             58                      57
-    Answer: 58              G      58
-                                   =x
-                                   no
+    G and R:      47+8-3+5      V (re-derives each line, marks it against G's line):
+                    55-3+5       47+8-3+5 ok
+                      52+5         55-3+5 ok
+                        58           52+5 ok
+              Answer: 58               57 no
+                                 Wrong at step 3.
 
-V re-derives the answer itself, writes G's answer under its own in the same columns, marks
-the columns left to right (`=` while all agree so far, `x` from the first difference: each
-mark reads the digits right above it), and writes its verdict (`ok` / `no`) under the last
-mark. Measured: with the verdict as a word at the start of a line after the marks, the tiny
-model learned the marks (92% right) but not the verdict (it said "Wrong." after `==`).
-V never sees G's working, so it cannot copy G's lines: an earlier format that showed
-them was copied (89% of the tiny model's V values equalled G's), and its verdicts carried no
-signal. R sees the question, G's answer and V's verdict: it keeps G's answer when V agrees
-(`Answer: 58`) and re-derives the solution in G's format when V disagrees.
+V's lines have the width of G's, so V can compute its line k from its own line k-1 exactly
+as G does (the same relative positions), and each mark compares with G's line k at a fixed
+distance back: checking is the solving skill plus a fixed-offset comparison. Measured on the
+shipped base, the tiny model still takes the shortcut the same geometry offers: 89% of its
+V values equal G's line, so its marks carry no signal (README, "The embedded world").
 """
 
 from __future__ import annotations
@@ -46,6 +40,7 @@ from malt.tasks.base import RolePrompts, Task, field_str
 NAME = "arith"
 LOW, HIGH = 10, 99  # every correct running value stays 2-digit
 TEST_PERCENT = 20  # share of the problem space assigned to the test split
+OK, NOT = "ok", "no"
 
 Step = tuple[str, int]  # ("+", 8)
 
@@ -189,146 +184,97 @@ def width(n_steps: int) -> int:
     return 2 * n_steps + 3
 
 
-def render_lines(start: int, steps: tuple[Step, ...], results: list[int]) -> list[str]:
-    """The question, then the state after each claimed result, right-aligned to one width."""
-    w = width(len(steps))
-    return [state(start, steps).rjust(w)] + [
-        state(r, steps[k:]).rjust(w) for k, r in enumerate(results, start=1)]
+MARK_WIDTH = 3  # " ok" / " no" after a critique line's state; G/R lines are padded to match
 
 
 def render_solution(start: int, steps: tuple[Step, ...], results: list[int]) -> str:
     """A G/R solution: the question, then the state after each claimed result, then the answer.
 
     >>> print(render_solution(47, (("+", 8), ("-", 3), ("+", 5)), [55, 52, 57]))
-     47+8-3+5
-       55-3+5
-         52+5
-           57
+        47+8-3+5
+          55-3+5
+            52+5
+              57
     Answer: 57
     """
-    return "\n".join([*render_lines(start, steps, results), f"Answer: {results[-1]}"])
+    w = width(len(steps)) + MARK_WIDTH
+    lines = [state(start, steps).rjust(w)]
+    lines += [state(r, steps[k:]).rjust(w) for k, r in enumerate(results, start=1)]
+    lines.append(f"Answer: {results[-1]}")
+    return "\n".join(lines)
 
 
-_STATE = re.compile(r"^\s*(-?\d+)((?:[+-]\d+)*)\s*$")
+_STATE = re.compile(r"^\s*(-?\d+)((?:[+-]\d+)*)(?:\s+(ok|no))?\s*$")
 
 
-def parse_states(text: str) -> list[tuple[int, str]]:
-    """(value, steps left) of each state line in a solution or critique.
+def parse_states(text: str) -> list[tuple[int, str, str | None]]:
+    """(value, steps left, check mark) of each state line in a solution or critique.
 
     >>> parse_states(" 47+8-3+5\\n   55-3+5\\nAnswer: 55")
-    [(47, '+8-3+5'), (55, '-3+5')]
+    [(47, '+8-3+5', None), (55, '-3+5', None)]
+    >>> parse_states("55-3+5 ok\\n  53+5 no\\nWrong at step 2.")
+    [(55, '-3+5', 'ok'), (53, '+5', 'no')]
     """
     out = []
     for line in text.splitlines():
         m = _STATE.match(line)
         if m and len(m.group(1)) <= 18:  # an absurd number is no state (and int() has limits)
-            out.append((int(m.group(1)), m.group(2)))
+            out.append((int(m.group(1)), m.group(2), m.group(3)))
     return out
 
 
-RIGHT, WRONG = "Right.", "Wrong."  # the verdict as R's prompt shows it
-OK, NO = "ok", "no"  # the verdict as V writes it, under its marks
-NONE = "none"  # what V is shown when G's output states no answer
-THEIRS = "G"  # the label of the line where V copies G's answer under its own
+def critique_line(value: int, steps_left: tuple[Step, ...], n_steps: int, claimed: int) -> str:
+    """One line of V's re-derivation: its own state, then `ok` or `no` against G's claim.
 
-
-def compare_lines(mine: int, theirs: str, n_steps: int) -> list[str]:
-    """G's answer under V's in the same columns, running marks, and the verdict under them.
-
-    A mark is `=` while every column so far (left to right) agrees, `x` from the first that
-    differs; the last mark is the verdict, written `ok` / `no` right below. Every decision
-    reads the lines right above it, in the column geometry the derivation already uses.
-
-    >>> compare_lines(57, "58", 3)
-    ['G      58', '       =x', '        no']
-    >>> compare_lines(57, "47", 3)[1:], compare_lines(57, "57", 3)[1:]
-    (['       xx', '        no'], ['       ==', '        ok'])
-    >>> compare_lines(57, "none", 3)[1]
-    '     xxxx'
+    >>> critique_line(52, (("+", 5),), 3, 53)
+    '     52+5 no'
     """
-    w = width(n_steps)
-    a, b = str(mine), theirs
-    k = max(len(a), len(b))
-    marks, same = "", True
-    for x, y in zip(a.rjust(k), b.rjust(k), strict=True):
-        same = same and x == y
-        marks += "=" if same else "x"
-    # The verdict's first letter sits right under the last mark (one column past the width).
-    return [THEIRS + b.rjust(w - len(THEIRS)), marks.rjust(w), (OK if same else NO).rjust(w + 1)]
+    mark = OK if value == claimed else NOT
+    return f"{state(value, steps_left).rjust(width(n_steps))} {mark}"
 
 
-def render_check(p: Arith, results: list[int], theirs: str) -> str:
-    """A critique: V's own derivation, G's answer, the column marks and the verdict.
+def render_critique(lines: list[str]) -> str:
+    """A full critique: V's lines (line 0 restates the question), then a verdict naming the
+    first line marked `no` (step k is line k).
 
-    >>> print(render_check(Arith(47, (("+", 8), ("-", 3), ("+", 5))), [55, 52, 57], "58"))
-     47+8-3+5
-       55-3+5
-         52+5
-           57
-    G      58
-           =x
-            no
+    >>> print(render_critique([" 47+8-3+5 ok", "   55-3+5 ok", "     52+5 no", "       57 no"]))
+     47+8-3+5 ok
+       55-3+5 ok
+         52+5 no
+           57 no
+    Wrong at step 2.
     """
-    lines = [*render_lines(p.start, p.steps, results),
-             *compare_lines(results[-1], theirs, len(p.steps))]
-    return "\n".join(lines)
+    flagged = [i for i, line in enumerate(lines) if line.endswith(f" {NOT}")]
+    verdict = f"Wrong at step {flagged[0]}." if flagged else RIGHT
+    return "\n".join([*lines, verdict])
 
 
-def render_keep(answer: str) -> str:
-    """R's output when V agrees with G: G's answer, kept.
-
-    >>> render_keep("58")
-    'Answer: 58'
-    """
-    return f"Answer: {answer}"
-
-
-_VERDICT = re.compile(r"^\s*(ok|no)\s*$", re.MULTILINE)
-
-
-def critique_flags(text: str) -> bool | None:
-    """True when a critique's verdict says G's answer is wrong, None without a verdict.
-
-    >>> critique_flags("G      57\\n       ==\\n       ok"), critique_flags("       no")
-    (False, True)
-    >>> critique_flags("       57\\nG      58\\n       =x") is None
-    True
-    """
-    found = _VERDICT.findall(text)
-    return None if not found else found[-1] == NO
+RIGHT = "All steps right."
+_VERDICT = re.compile(r"(Wrong at step \d+|All steps right)")
 
 
 def critique_answer(text: str) -> str | None:
-    """The answer V derived itself (its last state line), or None when it wrote none.
+    """The answer V derived itself: the value of its last line, when no steps are left.
 
-    >>> critique_answer("   52+5\\n     57\\nG    58\\n     =x\\n     no"), critique_answer("no")
-    ('57', None)
-    >>> critique_answer("   52+5\\n     no") is None  # a line with steps left is no answer
-    True
+    >>> critique_answer("   55-3+5 ok\\n     52+5 no\\n       57 no\\nWrong at step 2.")
+    '57'
+    >>> critique_answer("   55-3+5 ok") is None, critique_answer("Wrong at step 1.") is None
+    (True, True)
     """
     states = parse_states(text)
-    if not states or states[-1][1]:
-        return None
-    return str(states[-1][0])
+    return str(states[-1][0]) if states and not states[-1][1] else None
 
 
-def answer_view(generator: str) -> str:
-    """What V sees of G's output: its final answer (or `none`), never its working.
+def critique_flags(text: str) -> bool | None:
+    """True when a critique's verdict says the answer is wrong, None without a verdict.
 
-    >>> answer_view("  47+8\\n    55\\nAnswer: 55"), answer_view("47+8")
-    ('55', 'none')
+    >>> critique_flags("55-3+5 ok\\nAll steps right."), critique_flags("Wrong at step 2.")
+    (False, True)
+    >>> critique_flags("55-3+5 ok") is None
+    True
     """
-    return extract_answer(generator) or NONE
-
-
-def verdict_view(critique: str) -> str:
-    """What R sees of V's critique: its verdict line (or `none`).
-
-    >>> verdict_view("G      58\\n       =x\\n       no"), verdict_view("G      58")
-    ('Wrong.', 'none')
-    """
-    flag = critique_flags(critique)
-    return NONE if flag is None else WRONG if flag else RIGHT
+    found = _VERDICT.findall(text)
+    return None if not found else found[-1].startswith("Wrong")
 
 
 # ---- grading -----------------------------------------------------------------------------
@@ -393,11 +339,8 @@ PROMPTS = RolePrompts(
     verifier_system="Check.",
     refiner_system="Fix.",
     generator_user="{question}",
-    # The question comes last in every role's prompt, so each role's first line (the question,
-    # restated) and so its whole derivation sit at the same distance from the question as G's:
-    # the derivation G learns is the one V and R run.
-    verifier_user="A: {generator}\nQ: {question}",
-    refiner_user="A: {generator}\nC: {critique}\nQ: {question}",
+    verifier_user="Q: {question}\nA:\n{generator}",
+    refiner_user="Q: {question}\nA:\n{generator}\nC:\n{critique}",
 )
 
 TASK = Task(
@@ -406,7 +349,5 @@ TASK = Task(
     extract_fn=extract_answer,
     equivalent_fn=is_equivalent,
     prompts=PROMPTS,
-    generator_view=answer_view,
-    critique_view=verdict_view,
     critique_answer_fn=critique_answer,
 )
