@@ -81,12 +81,20 @@ def test_math_gold_boxes_grade_themselves(shared_data: Path, rel: str) -> None:
     task = get_task("math")
     problems = load(shared_data, "math", rel)
     # The model's view: the full reference solution text, graded against the gold answer.
-    hits = sum(task.reward(p.meta["solution"], p) for p in problems)
-    rate = hits / len(problems)
-    print(f"{rel}: reference solutions graded correct {hits}/{len(problems)} = {rate:.4%}")
+    missed = {p.id for p in problems if not task.reward(p.meta["solution"], p)}
+    rate = 1 - len(missed) / len(problems)
+    print(f"{rel}: reference solutions graded correct {len(problems) - len(missed)}/"
+          f"{len(problems)} = {rate:.4%}")
     assert rate >= 0.995
-    ungradable = [p.id for p in problems if not p.answer]
-    assert len(problems) - hits == len(ungradable)  # only the empty-box rows fail
+    ungradable = {p.id for p in problems if not p.answer}
+    # Besides the empty-box rows, only reference solutions that box two different values for a
+    # question asking for one ("enter only one of them, not both") fail: several boxes are read
+    # as one set answer, so a hedge earns nothing.
+    assert missed - ungradable <= TWO_BOX_SOLUTIONS
+
+
+TWO_BOX_SOLUTIONS = {"math-test-intermediate_algebra-25", "math-test-intermediate_algebra-702",
+                     "math-train-intermediate_algebra-396", "math-train-number_theory-837"}
 
 
 def test_math_sample_through_math_verify(shared_data: Path) -> None:

@@ -46,6 +46,32 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+def boxed_spans(text: str) -> list[tuple[int, int, str]]:
+    r"""(start, end, contents) of every readable `\boxed{...}` / `\fbox{...}`, in order.
+
+    The same boxes `last_boxed` reads (an unclosed box is left out), so the last span's
+    contents are `last_boxed(text)`. Linear in the text.
+
+    >>> [c for _, _, c in boxed_spans(r"$\boxed{1}$ and $\boxed 2$, \boxed{3")]
+    ['1', '2']
+    >>> boxed_spans(r"\boxed{x}")
+    [(0, 9, 'x')]
+    """
+    boxes = list(_BOX.finditer(text))
+    closing = matching_braces(text) if boxes else {}
+    spans = []
+    for m in boxes:
+        j = _SPACES.match(text, m.end()).end()
+        if text.startswith("{", j):
+            if j in closing:
+                spans.append((m.start(), closing[j] + 1, text[j + 1 : closing[j]].strip()))
+        elif j > m.end():
+            token = _TOKEN.match(text, j)
+            if token and token.group(0).rstrip(".,;"):
+                spans.append((m.start(), token.end(), token.group(0).rstrip(".,;")))
+    return spans
+
+
 def matching_braces(text: str) -> dict[int, int]:
     """Position of each unescaped "{" that is closed -> position of its "}"."""
     stack: list[int] = []
