@@ -47,10 +47,6 @@ class Task:
     prompts: RolePrompts
     default_hub_id: str | None = None
     default_hub_config: str | None = None
-    # What later roles see of earlier outputs: `{generator}` and `{critique}` in the
-    # templates are these views of the texts (None: the whole text, the paper's setting).
-    generator_view: Callable[[str], str] | None = None
-    critique_view: Callable[[str], str] | None = None
     # The answer a critique states itself, where the task's verifier states one (turn-wise
     # accuracy after V); None: critiques state no answer.
     critique_answer_fn: Callable[[str], str | None] | None = None
@@ -115,10 +111,6 @@ class Task:
             system, user = p.refiner_system, p.refiner_user
         else:
             raise MaltError(f"unknown role {role!r}")
-        if generator is not None and self.generator_view is not None:
-            generator = self.generator_view(generator)
-        if critique is not None and self.critique_view is not None:
-            critique = self.critique_view(critique)
         content = user.format(question=problem.question, generator=generator, critique=critique)
         return [{"role": "system", "content": system}, {"role": "user", "content": content}]
 
