@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from malt.records import GENERATOR, REFINER, VERIFIER, Branching, Node, Problem, Tree, child_id
+from malt.chain import GENERATOR, REFINER, VERIFIER
+from malt.records import Branching, Node, Problem, Tree, child_id
 from malt.tasks.base import Task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,14 +35,14 @@ def make_tree(rewards: list[list[list[int]]], pid: str = "toy-1", gold: str = "7
     problem = Problem(id=pid, question="q?", answer=gold, task="toy")
     nodes = []
     for g, vs in enumerate(rewards):
-        gid = child_id(pid, GENERATOR, g)
+        gid = child_id(pid, "g", g)
         nodes.append(Node(gid, GENERATOR, None, TOY.messages(GENERATOR, problem), f"g{g} ANSWER: 0"))
         for v, rs in enumerate(vs):
-            vid = child_id(gid, VERIFIER, v)
+            vid = child_id(gid, "v", v)
             nodes.append(Node(vid, VERIFIER, gid, TOY.messages(VERIFIER, problem, "x"), f"crit {v}"))
             for r, ok in enumerate(rs):
                 text = f"fixed ANSWER: {gold if ok else '0'}"
-                nodes.append(Node(child_id(vid, REFINER, r), REFINER, vid,
+                nodes.append(Node(child_id(vid, "r", r), REFINER, vid,
                                   TOY.messages(REFINER, problem, "x", "y"), text))
     b = Branching(len(rewards), len(rewards[0]), len(rewards[0][0]))
     return Tree(problem=problem, branching=b, nodes=nodes)

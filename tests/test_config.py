@@ -10,17 +10,21 @@ import yaml
 
 from malt.config import BackendConfig, RunConfig, TrainConfig, load_config, save_config
 from malt.errors import MaltError
+from malt.runspec import CHECKS
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_match_the_paper():
     cfg = load_config()
-    assert (cfg.generate.generator.n, cfg.generate.verifier.n, cfg.generate.refiner.n) == (3, 3, 3)
-    assert cfg.generate.generator.temperature == 0.3
+    assert [cfg.generate.role(r).n for r in ("generator", "verifier", "refiner")] == [3, 3, 3]
+    assert cfg.generate.role("generator").temperature == 0.3
     assert cfg.credit.threshold == 0.5 and cfg.credit.pooling == "global"
     assert cfg.train.beta == 0.2
-    assert cfg.train.generator.dpo is False and cfg.train.verifier.dpo is True
+    # The paper trains no generator DPO: the default chain builds no generator pairs.
+    from malt.train.role import phases
+
+    assert phases(cfg, "generator") == ("sft",) and phases(cfg, "verifier") == ("sft", "dpo")
     assert cfg.eval.chains == 3
 
 
@@ -30,7 +34,7 @@ def test_yaml_and_overrides(tmp_path):
     cfg = load_config(path, ["generate.verifier.temperature=0.7", "credit.pooling=local",
                              "eval.seeds=[1, 2]"])
     assert cfg.task.name == "csqa"
-    assert cfg.generate.verifier.n == 5 and cfg.generate.verifier.temperature == 0.7
+    assert cfg.generate.role("verifier").n == 5 and cfg.generate.role("verifier").temperature == 0.7
     assert cfg.credit.pooling == "local" and cfg.eval.seeds == [1, 2]
 
 
@@ -38,7 +42,12 @@ def test_yaml_and_overrides(tmp_path):
     ("override", "message"),
     [
         ("generate.verifier.temperature=hot", "generate.verifier.temperature: expected float"),
-        ("generate.verifer.n=2", "generate.verifer: unknown field"),
+        ("generate.verifer.n=2", "generate.verifer: no role of that name in the chain"),
+        ("generate.chunk_sise=2", "generate.chunk_sise: unknown field"),
+        ("train.critic.sft=false", "train.critic: no model slot of that name in the chain"),
+        ("chain=[generator,critic]", "chain[1].template: 'critic' is not a template kind"),
+        ("chain=[generator,verifier]", "chain: the last role (verifier) must state an answer"),
+        ("eval.methods=[malt,best]", "eval.methods: unknown method 'best'"),
         ("credit.pooling=median", "credit.pooling: 'median' is not one of global, local"),
         ("credit.threshold=1.5", "credit.threshold: must be in [0, 1)"),
         ("task.name=mmlu", "task.name: unknown task 'mmlu'"),
@@ -48,7 +57,7 @@ def test_yaml_and_overrides(tmp_path):
 )
 def test_bad_values_name_the_override_and_the_field(override, message):
     with pytest.raises(MaltError, match=f"^override {re.escape(override)}: {re.escape(message)}"):
-        load_config(None, [override])
+        load_config(None, [override], checks=CHECKS)
 
 
 def test_a_malformed_override_is_named():
@@ -121,8 +130,8 @@ def test_yaml_1_2_floats_are_read_as_floats(tmp_path):
     path.write_text("train:\n  lora_dropout: 1e-1\n  verifier:\n    sft_learning_rate: 2e-4\n")
     cfg = load_config(path, ["train.refiner.dpo_learning_rate=5E-5", "backend.timeout_s=3e1",
                              "train.beta=+.5"])
-    assert cfg.train.lora_dropout == 0.1 and cfg.train.verifier.sft_learning_rate == 2e-4
-    assert cfg.train.refiner.dpo_learning_rate == 5e-5 and cfg.backend.timeout_s == 30.0
+    assert cfg.train.lora_dropout == 0.1 and cfg.train.role("verifier").sft_learning_rate == 2e-4
+    assert cfg.train.role("refiner").dpo_learning_rate == 5e-5 and cfg.backend.timeout_s == 30.0
     assert cfg.train.beta == 0.5
     with pytest.raises(MaltError, match="train.beta: expected float, got '2e-4x'"):
         load_config(None, ["train.beta=2e-4x"])
@@ -198,3 +207,10 @@ def test_shipped_configs_leave_room_for_every_role(path):
                                        for r in ("generator", "verifier", "refiner"))
     assert cfg.backend.max_model_len is None or cfg.backend.max_model_len >= cfg.train.max_length
     assert cfg.backend.max_lora_rank is None  # sized from the adapters (train.lora_r)
+
+
+def test_a_method_must_fit_the_chain():
+    with pytest.raises(MaltError, match=r"eval.methods: method 'malt_base_verifier' sets a "
+                                        r"source for 'verifier', which it does not run"):
+        load_config(None, ["chain=[generator,refiner]", "eval.methods=[malt_base_verifier]"],
+                    checks=CHECKS)

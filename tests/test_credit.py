@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import TOY, make_tree
+from malt.chain import GENERATOR, REFINER, VERIFIER
 from malt.credit import assign_values, grade_tree, label_tree
-from malt.records import GENERATOR, REFINER, VERIFIER
 
 
 def values(tree, role):

@@ -14,7 +14,7 @@ def test_ids_follow_the_path():
     assert [n.id for n in tree.nodes] == [
         "p/g0", "p/g0/v0", "p/g0/v0/r0", "p/g0/v0/r1", "p/g0/v1", "p/g0/v1/r0", "p/g0/v1/r1",
     ]
-    assert child_id("p/g0", "verifier", 1) == "p/g0/v1"
+    assert child_id("p/g0", "v", 1) == "p/g0/v1"
 
 
 def test_round_trip():
@@ -41,7 +41,7 @@ def test_shape_contradicting_branching():
 def test_node_missing_its_parent():
     row = make_tree([[[1, 0]]]).to_dict()
     row["nodes"][2]["parent_id"] = "toy-1/g0/v7"
-    with pytest.raises(MaltError, match="needs a verifier parent"):
+    with pytest.raises(MaltError, match="needs its parent listed before it"):
         Tree.from_dict(row)
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from conftest import TOY, make_tree
+from malt.chain import GENERATOR, REFINER, VERIFIER
 from malt.credit import label_tree
-from malt.records import GENERATOR, REFINER, VERIFIER
 from malt.roledata import RoleStats, dpo_row, preference_pairs, sft_nodes, sft_row
 
 HAND = [

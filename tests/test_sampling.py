@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from conftest import shared_data
 from malt.backends.base import Completion, SamplingParams
+from malt.chain import DEFAULT_NAMES as ROLES
+from malt.chain import GENERATOR, REFINER, VERIFIER
 from malt.errors import MaltError
-from malt.records import GENERATOR, REFINER, ROLES, VERIFIER, Problem, check_shape
+from malt.records import Problem, check_shape
 from malt.sampling import branching_of, prompt_seed, sample_trees
 from toy_task import FakeBackend
 
@@ -73,7 +73,7 @@ def test_prompt_seeds_differ_by_parent_and_role():
 
 
 def test_branching_follows_each_roles_n():
-    assert dataclasses.astuple(branching_of(_sampling(1, 2, 4))) == (1, 2, 4)
+    assert branching_of(_sampling(1, 2, 4)).counts == (1, 2, 4)
 
 
 class _ShortBackend(FakeBackend):

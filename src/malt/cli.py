@@ -15,6 +15,7 @@ import sys
 from malt.config import load_config
 from malt.errors import MaltError
 from malt.io import os_error_sentence
+from malt.runspec import CHECKS
 
 # subcommand -> (stage module, one-line help). Each module defines `add_arguments(parser)`
 # and `main(cfg, args) -> dict | None` (the JSON summary printed at the end; None: nothing).
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         # A stage may ship its own default config (the demo does); --config replaces it.
-        cfg = load_config(args.config or getattr(module, "DEFAULT_CONFIG", None), args.overrides)
+        cfg = load_config(args.config or getattr(module, "DEFAULT_CONFIG", None), args.overrides,
+                          checks=CHECKS)
         summary = module.main(cfg, args)
     except MaltError as e:
         print(f"malt {args.command}: error: {e}", file=sys.stderr)

@@ -23,7 +23,10 @@ import yaml
 
 from malt.errors import MaltError
 from malt.io import atomic_open, parse_yaml, read_yaml
-from malt.records import GENERATOR, REFINER, VERIFIER
+
+# A dataclass field with this metadata collects the section's other keys: `generate.verifier`
+# is `GenerateConfig.roles["verifier"]`, and the saved YAML writes it back the same way.
+KEYED = {"keyed": True}
 
 
 class FieldError(MaltError):
@@ -59,30 +62,25 @@ class TaskConfig:
     hub_config: str | None = None  # e.g. "main" for openai/gsm8k on the Hub
     limit_train: int | None = None  # first N training questions (None: all)
 
-    def __post_init__(self) -> None:
-        from malt.tasks import TASKS
-
-        _check(self.name in TASKS, "name", f"unknown task {self.name!r} (known: {', '.join(TASKS)})")
-
 
 EMBEDDED = "embedded"  # model name meaning the tiny base shipped with malt
 
 
 @dataclass
 class ModelsConfig:
-    """Model per role: a local folder or a Hub id; `base` fills any role left empty."""
+    """Model per model slot of the chain (`models.<slot>`: a local folder or a Hub id);
+    `base` fills any slot left empty."""
 
     base: str | None = None
-    generator: str | None = None
-    verifier: str | None = None
-    refiner: str | None = None
     trust_remote_code: bool = False
     revision: str | None = None
+    # models.<slot>: the chain's model slots (default: generator, verifier, refiner)
+    roles: dict[str, str | None] = field(default_factory=dict, metadata=KEYED)
 
-    def for_role(self, role: str) -> str:
-        model = getattr(self, role) or self.base
+    def for_role(self, slot: str) -> str:
+        model = self.roles.get(slot) or self.base
         if not model:
-            raise MaltError(f"models.{role}: no model given (set models.base or models.{role})")
+            raise MaltError(f"models.{slot}: no model given (set models.base or models.{slot})")
         if model == EMBEDDED:
             from malt.embedded import base_model_path
 
@@ -160,19 +158,18 @@ class RoleSampling:
 
 @dataclass
 class GenerateConfig:
-    """The tree sampler: per-role branching and sampling, questions per shard."""
+    """The tree sampler: per-role branching and sampling (`generate.<role>`, one per role
+    of the chain), questions per shard."""
 
-    generator: RoleSampling = field(default_factory=RoleSampling)
-    verifier: RoleSampling = field(default_factory=RoleSampling)
-    refiner: RoleSampling = field(default_factory=RoleSampling)
     chunk_size: int = 64  # >= 1
     split: str = "train"
+    roles: dict[str, RoleSampling] = field(default_factory=dict, metadata=KEYED)
 
     def __post_init__(self) -> None:
         _check(self.chunk_size >= 1, "chunk_size", "must be at least 1")
 
     def role(self, role: str) -> RoleSampling:
-        return getattr(self, role)
+        return self.roles.get(role) or RoleSampling()
 
 
 @dataclass
@@ -192,7 +189,6 @@ class DataConfig:
 
     format: Literal["jsonl", "parquet"] = "jsonl"
     max_pairs_per_parent: int | None = None  # >= 1; None: all positive x negative sibling pairs
-    generator_pairs: bool = False  # paper: no DPO for the generator
 
     def __post_init__(self) -> None:
         mp = self.max_pairs_per_parent
@@ -209,7 +205,7 @@ class TrainRoleConfig:
     """
 
     sft: bool = True
-    dpo: bool = True
+    dpo: bool = True  # runs when the slot's roles have preference pairs (the chain's `pairs`)
     sft_learning_rate: float = 2e-4  # finite, > 0
     dpo_learning_rate: float = 5e-5  # finite, > 0
     sft_epochs: float | None = None  # > 0; None: chosen from the dataset size (rule above)
@@ -239,9 +235,6 @@ class TrainConfig:
     caps every phase (for smoke runs).
     """
 
-    generator: TrainRoleConfig = field(default_factory=lambda: TrainRoleConfig(dpo=False))
-    verifier: TrainRoleConfig = field(default_factory=TrainRoleConfig)
-    refiner: TrainRoleConfig = field(default_factory=TrainRoleConfig)
     full_finetune: bool = False
     lora_r: int = 16  # >= 1
     lora_alpha: int = 32
@@ -266,6 +259,8 @@ class TrainConfig:
     bf16: bool | None = None
     gradient_checkpointing: bool | None = None
     attn_implementation: str | None = None  # e.g. flash_attention_2; None: see the docstring
+    # train.<slot>: per model slot of the chain (default: generator, verifier, refiner)
+    roles: dict[str, TrainRoleConfig] = field(default_factory=dict, metadata=KEYED)
 
     def __post_init__(self) -> None:
         _check(self.lora_r >= 1, "lora_r", "must be at least 1")
@@ -279,8 +274,21 @@ class TrainConfig:
         _check(self.max_steps is None or self.max_steps >= 1, "max_steps", "must be at least 1 or null")
         _check(0 <= self.warmup_ratio <= 1, "warmup_ratio", "must be in [0, 1]")
 
-    def role(self, role: str) -> TrainRoleConfig:
-        return getattr(self, role)
+    def role(self, slot: str) -> TrainRoleConfig:
+        return self.roles.get(slot) or TrainRoleConfig()
+
+
+@dataclass
+class MethodConfig:
+    """A method of the run config's own: which roles run (a sub-chain, in chain order; empty:
+    the whole chain), each role's model source (`base`, `sft` or `final`; `default` for the
+    rest), and whether k chains vote."""
+
+    roles: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+    default: str = "final"
+    vote: bool = True
+    label: str | None = None
 
 
 @dataclass
@@ -304,12 +312,10 @@ class EvalConfig:
     confidence: float = 0.95  # two-sided level of the bootstrap interval, in (0, 1)
     chunk_size: int = 64  # questions per resumable chunk of sampled chains, >= 1
 
-    def __post_init__(self) -> None:
-        from malt.evaluate.methods import METHODS
+    # User-defined methods (`malt.evaluate.methods`): name -> {roles, sources, vote, label}.
+    define: dict[str, MethodConfig] = field(default_factory=dict)
 
-        known = ", ".join(METHODS)
-        for name in self.methods:
-            _check(name in METHODS, "methods", f"unknown method {name!r} (known: {known})")
+    def __post_init__(self) -> None:
         _check(bool(self.methods), "methods", "needs at least one method")
         _check(len(set(self.methods)) == len(self.methods), "methods", "must not repeat a method")
         _check(self.chains >= 1, "chains", "must be at least 1")
@@ -331,6 +337,9 @@ class RunConfig:
 
     run_dir: str = "runs/malt"
     seed: int = 0
+    # The role chain (`malt.chain`): role names, or mappings of role fields.
+    chain: list[str | dict[str, Any]] = field(
+        default_factory=lambda: ["generator", "verifier", "refiner"])
     task: TaskConfig = field(default_factory=TaskConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
@@ -344,8 +353,16 @@ class RunConfig:
         return Path(self.run_dir) / stage
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML run config (or start from defaults), apply `key.sub=value` overrides."""
+Check = typing.Callable[["RunConfig"], None]
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                checks: typing.Sequence[Check] = ()) -> RunConfig:
+    """Read a YAML run config (or start from defaults), apply `key.sub=value` overrides.
+
+    `checks` (e.g. `malt.runspec.CHECKS`: the task, chain and method registries) see the
+    parsed config; a FieldError they raise is blamed on its file line or override too.
+    """
     raw: dict[str, Any] = {}
     lines: dict[str, int] = {}
     if path is not None:
@@ -353,7 +370,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raw, lines = _read_config_file(path)
     given = [(item, apply_override(raw, item)) for item in overrides or []]
     try:
-        return from_dict(RunConfig, raw, "")
+        cfg = from_dict(RunConfig, raw, "")
+        for check in checks:
+            check(cfg)
+        return cfg
     except FieldError as e:
         raise MaltError(_blame(e, path, lines, given)) from None
 
@@ -409,10 +429,22 @@ def from_dict(cls: type, raw: Any, prefix: str) -> Any:
                          f"expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields), key=str)
-    if unknown:
-        raise FieldError(f"{prefix}{unknown[0]}", f"unknown field (known: {', '.join(fields)})")
-    kwargs = {name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in raw.items()}
+    keyed = next((f.name for f in fields.values() if f.metadata.get("keyed")), None)
+    named = [n for n in fields if n != keyed]
+    kwargs: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name in named:
+            kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
+        elif keyed is not None and isinstance(value, dict | None):
+            # A per-role entry (`generate.verifier`); the chain checks the name later.
+            (item,) = typing.get_args(hints[keyed])[1:]
+            rest[str(name)] = _coerce(item, value if value is not None else {}, f"{prefix}{name}")
+        else:
+            more = " or a role name with a mapping" if keyed else ""
+            raise FieldError(f"{prefix}{name}", f"unknown field (known: {', '.join(named)}{more})")
+    if keyed is not None:
+        kwargs[keyed] = rest
     try:
         return cls(**kwargs)
     except FieldError as e:  # a range check in __post_init__ names the field without its section
@@ -444,6 +476,11 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
         raise FieldError(name, f"{value!r} is not one of {', '.join(allowed)}")
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, f"{name}.")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise FieldError(name, f"expected a mapping, got {value!r}")
+        _, item = typing.get_args(tp)
+        return {str(k): _coerce(item, v, f"{name}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise FieldError(name, f"expected a list, got {value!r}")
@@ -464,8 +501,26 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def to_dict(cfg: RunConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain data, per-role entries back in their sections (as in the YAML)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.metadata.get("keyed"):
+            out.update({k: _plain(v) for k, v in value.items()})
+        else:
+            out[f.name] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return to_dict(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
@@ -475,7 +530,7 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
 
 
 __all__ = [
-    "GENERATOR", "VERIFIER", "REFINER", "RunConfig", "TaskConfig", "ModelsConfig",
+    "RunConfig", "MethodConfig", "TaskConfig", "ModelsConfig",
     "BackendConfig", "RoleSampling", "GenerateConfig", "CreditConfig", "DataConfig",
     "TrainRoleConfig", "TrainConfig", "EvalConfig", "load_config", "save_config", "to_dict",
 ]

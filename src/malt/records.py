@@ -1,8 +1,9 @@
 """Typed records shared by every stage: problems, tree nodes and trees.
 
-A tree holds one problem and its G -> V -> R nodes in a flat list, parents before
-children. Node ids are derived from the problem id and the node's path, so reruns,
-resumes and later stages always line up:
+A tree holds one problem and the outputs of its role chain (`malt.chain`) in a flat list,
+parents before children, one level per role. Node ids are derived from the problem id and
+the node's path (each role's letter and the sample index), so reruns, resumes and later
+stages always line up. With the default G -> V -> R chain:
 
     <problem_id>/g1            generator output 1
     <problem_id>/g1/v0         verifier critique 0 of that output
@@ -11,18 +12,14 @@ resumes and later stages always line up:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from malt.errors import MaltError
 
 SCHEMA_VERSION = 1
-
-GENERATOR = "generator"
-VERIFIER = "verifier"
-REFINER = "refiner"
-ROLES: tuple[str, ...] = (GENERATOR, VERIFIER, REFINER)
-_ROLE_LETTER = {GENERATOR: "g", VERIFIER: "v", REFINER: "r"}
 
 Message = dict[str, str]
 Messages = list[Message]
@@ -56,21 +53,61 @@ class Node:
     finish_reason: str | None = None
 
 
-@dataclass(frozen=True)
 class Branching:
-    """Children per parent for each level: n_g per question, n_v per G, n_r per V."""
+    """Children per parent at each level of a tree, with each level's id letter.
 
-    n_g: int = 3
-    n_v: int = 3
-    n_r: int = 3
+    `Branching(3, 3, 3)` is the paper's G -> V -> R tree (27 leaves); other chains name
+    their letters (`Branching(3, 1, 1, 1, 1, letters="g v r v2 r2".split())`).
+
+    >>> b = Branching(3, 2, 3)
+    >>> b.leaves, b.nodes, b.to_dict()
+    (18, 27, {'n_g': 3, 'n_v': 2, 'n_r': 3})
+    >>> Branching.from_dict(b.to_dict()) == b
+    True
+    """
+
+    __slots__ = ("counts", "letters")
+
+    def __init__(self, *counts: int, letters: Sequence[str] = ("g", "v", "r")):
+        if len(counts) != len(letters):
+            raise ValueError(f"branching has {len(counts)} counts for {len(letters)} levels")
+        self.counts: tuple[int, ...] = tuple(counts)
+        self.letters: tuple[str, ...] = tuple(letters)
 
     @property
     def leaves(self) -> int:
-        return self.n_g * self.n_v * self.n_r
+        return math.prod(self.counts)
 
     @property
     def nodes(self) -> int:
-        return self.n_g + self.n_g * self.n_v + self.leaves
+        return sum(math.prod(self.counts[:k + 1]) for k in range(len(self.counts)))
+
+    def at_level(self, k: int) -> int:
+        """Nodes at level k in all (the product of the counts down to it)."""
+        return math.prod(self.counts[:k + 1])
+
+    def to_dict(self) -> dict[str, int]:
+        return {f"n_{letter}": n for letter, n in zip(self.letters, self.counts, strict=True)}
+
+    @classmethod
+    def from_dict(cls, row: Any) -> Branching:
+        if not isinstance(row, dict) or not row or not all(
+                isinstance(k, str) and k.startswith("n_") for k in row):
+            raise MaltError(f"branching must map n_<letter> to a count, got {row!r}")
+        for key, value in row.items():
+            if type(value) is not int or value < 1:
+                raise MaltError(f"branching {key} must be an integer >= 1, got {value!r}")
+        return cls(*row.values(), letters=[k[2:] for k in row])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Branching) and (self.counts, self.letters) == (
+            other.counts, other.letters)
+
+    def __hash__(self) -> int:
+        return hash((self.counts, self.letters))
+
+    def __repr__(self) -> str:
+        return f"Branching({', '.join(map(str, self.counts))}, letters={list(self.letters)})"
 
 
 @dataclass
@@ -93,7 +130,7 @@ class Tree:
         return {
             "schema_version": self.schema_version,
             "problem": asdict(self.problem),
-            "branching": asdict(self.branching),
+            "branching": self.branching.to_dict(),
             "nodes": [asdict(n) for n in self.nodes],
         }
 
@@ -105,7 +142,7 @@ class Tree:
             raise MaltError(f"unsupported tree schema_version {version!r} (expected {SCHEMA_VERSION})")
         try:
             problem = Problem(**row["problem"])
-            branching = Branching(**row["branching"])
+            branching = Branching.from_dict(row["branching"])
             nodes = [Node(**n) for n in row["nodes"]]
         except KeyError as e:
             raise MaltError(f"tree is missing field {e.args[0]!r}") from None
@@ -117,14 +154,14 @@ class Tree:
         return tree
 
 
-def child_id(parent: str, role: str, index: int) -> str:
-    """Deterministic id of the `index`-th `role` child of `parent` (a node id, or the
-    problem id for generator nodes).
+def child_id(parent: str, letter: str, index: int) -> str:
+    """Deterministic id of the `index`-th child of `parent` (a node id, or the problem id
+    for first-level nodes) at a level whose role has id letter `letter`.
 
-    >>> child_id(child_id("gsm8k-1a2b", "generator", 0), "verifier", 2)
+    >>> child_id(child_id("gsm8k-1a2b", "g", 0), "v", 2)
     'gsm8k-1a2b/g0/v2'
     """
-    return f"{parent}/{_ROLE_LETTER[role]}{index}"
+    return f"{parent}/{letter}{index}"
 
 
 def check_types(tree: Tree) -> None:
@@ -133,10 +170,6 @@ def check_types(tree: Tree) -> None:
     for name in ("id", "question", "answer", "task"):
         if not isinstance(getattr(p, name), str):
             raise MaltError(f"problem field {name!r} is not a string")
-    for name in ("n_g", "n_v", "n_r"):
-        value = getattr(tree.branching, name)
-        if type(value) is not int or value < 1:
-            raise MaltError(f"branching {name} must be an integer >= 1, got {value!r}")
     for n in tree.nodes:
         for name in ("id", "role", "completion"):
             if not isinstance(getattr(n, name), str):
@@ -157,49 +190,45 @@ def _is_messages(prompt: Any) -> bool:
 
 
 def check_shape(tree: Tree) -> None:
-    """Raise MaltError when the nodes contradict the tree's branching or id scheme."""
+    """Raise MaltError when the nodes contradict the tree's branching or id scheme.
+
+    Each level holds one role: every node of a level has the same role, its parent is a
+    node of the level above, listed before it, and every parent has its level's count of
+    children.
+    """
     b, pid = tree.branching, tree.problem.id
-    expected_children = {GENERATOR: b.n_g, VERIFIER: b.n_v, REFINER: b.n_r}
-    parent_role = {GENERATOR: None, VERIFIER: GENERATOR, REFINER: VERIFIER}
-    seen: dict[str, Node] = {}
+    depth: dict[str, int] = {}
+    level_role: dict[int, str] = {}
     counts: dict[str | None, int] = {}
     for n in tree.nodes:
-        if n.role not in expected_children:
-            raise MaltError(f"node {n.id!r} has unknown role {n.role!r}")
-        if n.id in seen:
+        if n.id in depth:
             raise MaltError(f"node id {n.id!r} appears twice in tree {pid!r}")
-        want_parent_role = parent_role[n.role]
-        if want_parent_role is None:
-            if n.parent_id is not None:
-                raise MaltError(f"generator node {n.id!r} must have no parent")
-        elif n.parent_id not in seen or seen[n.parent_id].role != want_parent_role:
-            raise MaltError(
-                f"{n.role} node {n.id!r} needs a {want_parent_role} parent listed before it, "
-                f"got parent_id {n.parent_id!r}"
-            )
-        if not n.id.startswith(f"{pid}/"):
-            raise MaltError(f"node id {n.id!r} does not start with problem id {pid!r}")
-        seen[n.id] = n
+        if n.parent_id is None:
+            level = 0
+        elif n.parent_id in depth:
+            level = depth[n.parent_id] + 1
+        else:
+            raise MaltError(f"{n.role} node {n.id!r} needs its parent listed before it, "
+                            f"got parent_id {n.parent_id!r}")
+        if level >= len(b.counts):
+            raise MaltError(f"node {n.id!r} is at level {level + 1} but the branching has "
+                            f"{len(b.counts)} levels")
+        if level_role.setdefault(level, n.role) != n.role:
+            raise MaltError(f"node {n.id!r} has role {n.role!r} but level {level + 1} holds "
+                            f"{level_role[level]!r} nodes")
+        parent = n.parent_id if n.parent_id is not None else pid
+        if not n.id.startswith(f"{parent}/"):
+            raise MaltError(f"node id {n.id!r} does not start with {parent!r}")
+        depth[n.id] = level
         counts[n.parent_id] = counts.get(n.parent_id, 0) + 1
-    _check_counts(tree, counts, expected_children)
-
-
-def _check_counts(tree: Tree, counts: dict[str | None, int], expected: dict[str, int]) -> None:
-    b = tree.branching
-    total = {role: sum(1 for n in tree.nodes if n.role == role) for role in expected}
-    want = {GENERATOR: b.n_g, VERIFIER: b.n_g * b.n_v, REFINER: b.leaves}
-    for role in ROLES:
-        if total[role] != want[role]:
-            raise MaltError(
-                f"tree {tree.problem.id!r} has {total[role]} {role} nodes but its branching "
-                f"{b.n_g}x{b.n_v}x{b.n_r} needs {want[role]}"
-            )
-    for n in tree.nodes:
-        if n.role == REFINER:
-            continue
-        child_role = VERIFIER if n.role == GENERATOR else REFINER
-        got = counts.get(n.id, 0)
-        if got != expected[child_role]:
-            raise MaltError(
-                f"node {n.id!r} has {got} children but branching needs {expected[child_role]}"
-            )
+    shape = "x".join(map(str, b.counts))
+    for level in range(len(b.counts)):
+        got = sum(1 for d in depth.values() if d == level)
+        if got != b.at_level(level):
+            what = level_role.get(level, f"level-{level + 1}")
+            raise MaltError(f"tree {pid!r} has {got} {what} nodes but its "
+                            f"branching {shape} needs {b.at_level(level)}")
+    for node_id, level in depth.items():
+        if level + 1 < len(b.counts) and counts.get(node_id, 0) != b.counts[level + 1]:
+            raise MaltError(f"node {node_id!r} has {counts.get(node_id, 0)} children but "
+                            f"branching needs {b.counts[level + 1]}")

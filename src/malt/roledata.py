@@ -4,9 +4,11 @@ SFT rows are `{"prompt": [system, user], "completion": [assistant]}`; DPO rows a
 `{"prompt": [...], "chosen": [assistant], "rejected": [assistant]}`. Siblings share their
 parent's prompt, so a pair is always two answers to the very same prompt.
 
-- SFT: generator outputs and critiques labelled positive; refinements that are correct.
-- DPO: critiques under one generator output (positive vs negative), refinements under one
-  critique (correct vs incorrect), and optionally generator outputs under one question.
+- SFT: every node labelled positive (for a leaf: its answer is right), in the dataset of its
+  role's model slot (`malt.chain`).
+- DPO: positive vs negative siblings (one parent, one prompt) of the roles whose `pairs` is
+  on. With G -> V -> R: critiques under one generator output, refinements under one critique
+  (correct vs incorrect), and generator outputs under one question only when asked.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from malt.records import GENERATOR, REFINER, ROLES, VERIFIER, Node, Tree
+from malt.chain import DEFAULT, RoleChain
+from malt.records import Node, Tree
 
 Row = dict[str, Any]
 
@@ -53,14 +56,16 @@ def preference_pairs(
     tree: Tree,
     max_pairs_per_parent: int | None = None,
     seed: int = 0,
-    roles: tuple[str, ...] = (VERIFIER, REFINER),
+    roles: tuple[str, ...] | None = None,
 ) -> Iterator[tuple[Node, Node]]:
-    """(chosen, rejected) siblings for each role in `roles`, grouped by parent.
+    """(chosen, rejected) siblings for each role in `roles` (default: the G -> V -> R chain's
+    pair roles, V and R), grouped by parent.
 
     All positive x negative combinations by default; with `max_pairs_per_parent`, a
     subset chosen by a generator seeded from (seed, parent id), so it never depends on
     which other trees are in the run.
     """
+    roles = pair_roles(DEFAULT) if roles is None else roles
     groups: dict[tuple[str, str | None], list[Node]] = {}
     for n in tree.nodes:
         if n.role in roles:
@@ -76,37 +81,56 @@ def preference_pairs(
         yield from pairs
 
 
+def pair_roles(chain: RoleChain) -> tuple[str, ...]:
+    """The roles whose siblings make DPO pairs."""
+    return tuple(r.name for r in chain if r.pairs)
+
+
 @dataclass
 class RoleStats:
-    """Counts that say how much training signal the trees carried."""
+    """Counts that say how much training signal the trees carried.
 
+    `positives`/`negatives` are per role; `sft_rows`, `dpo_pairs` and `trees_without_pairs`
+    per dataset, i.e. per model slot (the same names with one role per slot).
+    """
+
+    chain: RoleChain = DEFAULT
     trees: int = 0
     leaves: int = 0
     correct_leaves: int = 0
-    trees_all_correct: int = 0  # no refiner/verifier pairs possible: nothing to contrast
+    trees_all_correct: int = 0  # no pairs at the last level: nothing to contrast
     trees_all_wrong: int = 0
-    positives: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
-    negatives: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
-    sft_rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
-    dpo_pairs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
-    trees_without_pairs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
-    generator_correct: int = 0
-    generator_nodes: int = 0
+    positives: dict[str, int] = field(default_factory=dict)
+    negatives: dict[str, int] = field(default_factory=dict)
+    sft_rows: dict[str, int] = field(default_factory=dict)
+    dpo_pairs: dict[str, int] = field(default_factory=dict)
+    trees_without_pairs: dict[str, int] = field(default_factory=dict)
+    first_correct: int = 0
+    first_nodes: int = 0
+
+    def __post_init__(self) -> None:
+        roles, slots = self.chain.names, self.chain.models
+        pair_slots = tuple(dict.fromkeys(r.model for r in self.chain if r.pairs))
+        for counts, keys in ((self.positives, roles), (self.negatives, roles),
+                             (self.sft_rows, slots), (self.dpo_pairs, slots),
+                             (self.trees_without_pairs, pair_slots)):
+            counts.update(dict.fromkeys(keys, 0))
 
     def add_tree(self, tree: Tree) -> None:
         """Count one labelled tree's nodes (datasets are counted by the caller)."""
         self.trees += 1
-        leaves = tree.by_role(REFINER)
+        leaves = tree.by_role(self.chain.leaf.name)
         correct = sum(n.reward or 0 for n in leaves)
         self.leaves += len(leaves)
         self.correct_leaves += correct
         self.trees_all_correct += correct == len(leaves)
         self.trees_all_wrong += correct == 0
+        first = self.chain.roles[0].name
         for n in tree.nodes:
             (self.positives if n.label else self.negatives)[n.role] += 1
-            if n.role == GENERATOR:
-                self.generator_nodes += 1
-                self.generator_correct += n.reward or 0
+            if n.role == first:
+                self.first_nodes += 1
+                self.first_correct += n.reward or 0
 
     def to_dict(self) -> dict[str, Any]:
         def rate(a: int, b: int) -> float | None:
@@ -116,7 +140,8 @@ class RoleStats:
             "trees": self.trees,
             "leaves": self.leaves,
             "leaf_accuracy": rate(self.correct_leaves, self.leaves),
-            "generator_accuracy": rate(self.generator_correct, self.generator_nodes),
+            # The first role's accuracy (the generator's, with G -> V -> R).
+            f"{self.chain.roles[0].name}_accuracy": rate(self.first_correct, self.first_nodes),
             "trees_all_correct": self.trees_all_correct,
             "trees_all_wrong": self.trees_all_wrong,
             "positives": self.positives,

@@ -1,14 +1,16 @@
-"""The MALT tree sampler: G -> V -> R trees for a chunk of questions, level by level.
+"""The one sampler: trees of a role chain for a chunk of questions, level by level.
 
-All generator prompts of a chunk go to the backend in one call, then all verifier prompts,
-then all refiner prompts, so the backend always sees large batches. The sampler is pure over
-a `Backend`: no files, no globals.
+Training trees and evaluation chains are both sampled here: a training tree branches
+n x n x n, an evaluation run is the same tree with branching k x 1 x 1 (k chains per
+question). All prompts of a level go to the backend in one call, so the backend always sees
+large batches. The sampler is pure over a `Backend`: no files, no globals.
 
 Seeds: the `n` children of one parent share one prompt, whose seed is
-`derive_seed(run_seed, parent_id, role)` (the problem id stands in for the parent of G
-nodes); backends derive sample j's seed from it as `derive_seed(prompt_seed, j)`. A node's
-sample therefore depends only on the run seed and its id, never on which other questions
-share the chunk (up to each backend's documented limits), so a resumed run reproduces it.
+`derive_seed(run_seed, parent_id, role)` (the problem id stands in for the parent of
+first-level nodes); backends derive sample j's seed from it as `derive_seed(prompt_seed, j)`.
+A node's sample therefore depends only on the run seed, its id and its role, never on which
+other questions share the chunk (up to each backend's documented limits), so a resumed run
+reproduces it.
 """
 
 from __future__ import annotations
@@ -17,18 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from malt.backends.base import Backend, Completion, SamplingParams, derive_seed
+from malt.chain import ANSWER, CRITIQUE, DEFAULT, Role, RoleChain
 from malt.errors import MaltError
-from malt.records import (
-    GENERATOR,
-    REFINER,
-    ROLES,
-    VERIFIER,
-    Branching,
-    Node,
-    Problem,
-    Tree,
-    child_id,
-)
+from malt.records import Branching, Node, Problem, Tree, child_id
 from malt.tasks.base import Task
 
 # Called after each level with (role, generations, generated tokens).
@@ -39,17 +32,20 @@ LevelCallback = Callable[[str, int, int], None]
 class SampleStats:
     """Counts for one or more chunks: generations and generated tokens per role."""
 
-    generations: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
-    tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
+    generations: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_tokens(self) -> int:
         return sum(self.tokens.values())
 
+    def count(self, role: str, generations: int, tokens: int) -> None:
+        self.generations[role] = self.generations.get(role, 0) + generations
+        self.tokens[role] = self.tokens.get(role, 0) + tokens
+
     def add(self, other: SampleStats) -> None:
-        for role in ROLES:
-            self.generations[role] += other.generations[role]
-            self.tokens[role] += other.tokens[role]
+        for role in other.generations:
+            self.count(role, other.generations[role], other.tokens[role])
 
 
 def prompt_seed(run_seed: int, parent_id: str, role: str) -> int:
@@ -63,9 +59,16 @@ def prompt_seed(run_seed: int, parent_id: str, role: str) -> int:
     return derive_seed(run_seed, parent_id, role)
 
 
-def branching_of(sampling: Mapping[str, SamplingParams]) -> Branching:
+def branching_of(sampling: Mapping[str, SamplingParams], chain: RoleChain = DEFAULT) -> Branching:
     """The tree shape implied by each role's `n`."""
-    return Branching(sampling[GENERATOR].n, sampling[VERIFIER].n, sampling[REFINER].n)
+    return Branching(*(sampling[r.name].n for r in chain), letters=[r.letter for r in chain])
+
+
+def prompt_for(task: Task, role: Role, problem: Problem, path: Mapping[str, Node]) -> list:
+    """`role`'s messages on `problem`, its slots filled from the outputs on its path."""
+    src = {slot: path[name].completion for slot, name in role.sees if name in path}
+    return task.messages(role.template, problem, answer=src.get(ANSWER),
+                         critique=src.get(CRITIQUE))
 
 
 def sample_trees(
@@ -75,71 +78,54 @@ def sample_trees(
     sampling: Mapping[str, SamplingParams],
     run_seed: int,
     on_level: LevelCallback | None = None,
+    *,
+    chain: RoleChain = DEFAULT,
 ) -> tuple[list[Tree], SampleStats]:
-    """Sample one full tree per problem; three backend calls in all (one per level)."""
+    """Sample one full tree of `chain` (the paper's G -> V -> R by default) per problem; one
+    backend call per role.
+
+    The backend serves each role under its name (`backend.generate(role.name, ...)`).
+    """
     stats = SampleStats()
     if len({p.id for p in problems}) != len(problems):
         raise MaltError("sample_trees got the same problem id twice in one chunk")
-    level = (task, backend, sampling, run_seed, stats, on_level)
-    g_level = _level(*level, GENERATOR, [(p, None, None) for p in problems])
-    v_level = _level(*level, VERIFIER, [(p, g, None) for p, g in g_level])
-    g_by_id = {g.id: g for _, g in g_level}
-    r_level = _level(*level, REFINER, [(p, g_by_id[v.parent_id], v) for p, v in v_level])
-    trees = _assemble(problems, branching_of(sampling), g_level + v_level + r_level)
-    return trees, stats
+    # Each open path: its problem and the nodes on it so far, by role name.
+    paths: list[tuple[Problem, dict[str, Node]]] = [(p, {}) for p in problems]
+    nodes: list[tuple[Problem, Node]] = []
+    parent: Role | None = None
+    for role in chain:
+        params = sampling[role.name]
+        prompts = [prompt_for(task, role, p, path) for p, path in paths]
+        parent_ids = [path[parent.name].id if parent else p.id for p, path in paths]
+        seeds = [prompt_seed(run_seed, pid, role.name) for pid in parent_ids]
+        outputs = backend.generate(role.name, prompts, params, seeds) if prompts else []
+        _check_outputs(role.name, outputs, len(prompts), params.n)
+        level: list[tuple[Problem, dict[str, Node]]] = []
+        for (problem, path), prompt, pid, completions in zip(paths, prompts, parent_ids,
+                                                             outputs, strict=True):
+            for j, c in enumerate(completions):
+                node = _node(task, role, prompt, pid if parent else None,
+                             child_id(pid, role.letter, j), c)
+                nodes.append((problem, node))
+                level.append((problem, {**path, role.name: node}))
+        tokens = sum(path[role.name].num_tokens or 0 for _, path in level)
+        stats.count(role.name, len(level), tokens)
+        if on_level is not None:
+            on_level(role.name, len(level), tokens)
+        paths, parent = level, role
+    return _assemble(problems, branching_of(sampling, chain), nodes), stats
 
 
-# (problem, generator node or None, verifier node or None) for each parent of a level.
-Parent = tuple[Problem, Node | None, Node | None]
-
-
-def _level(
-    task: Task,
-    backend: Backend,
-    sampling: Mapping[str, SamplingParams],
-    run_seed: int,
-    stats: SampleStats,
-    on_level: LevelCallback | None,
-    role: str,
-    parents: Sequence[Parent],
-) -> list[tuple[Problem, Node]]:
-    """One backend call for every parent of this level; returns (problem, child) pairs."""
-    params = sampling[role]
-    prompts, seeds, parent_ids = [], [], []
-    for problem, g, v in parents:
-        gen_text = g.completion if g is not None else None
-        crit_text = v.completion if v is not None else None
-        prompts.append(task.messages(role, problem, generator=gen_text, critique=crit_text))
-        parent = v if v is not None else g
-        parent_id = parent.id if parent is not None else problem.id
-        parent_ids.append(parent_id)
-        seeds.append(prompt_seed(run_seed, parent_id, role))
-    outputs = backend.generate(role, prompts, params, seeds) if prompts else []
-    _check_outputs(role, outputs, len(prompts), params.n)
-    nodes = []
-    for (problem, _, _), prompt, parent_id, completions in zip(
-        parents, prompts, parent_ids, outputs, strict=True
-    ):
-        for j, c in enumerate(completions):
-            nodes.append((problem, _node(task, role, prompt, parent_id, j, c)))
-    tokens = sum(n.num_tokens or 0 for _, n in nodes)
-    stats.generations[role] += len(nodes)
-    stats.tokens[role] += tokens
-    if on_level is not None:
-        on_level(role, len(nodes), tokens)
-    return nodes
-
-
-def _node(task: Task, role: str, prompt: list, parent_id: str, j: int, c: Completion) -> Node:
-    """A tree node from one completion; G and R nodes carry the extracted final answer."""
-    answer = task.extract_answer(c.text) if role in (GENERATOR, REFINER) else None
+def _node(task: Task, role: Role, prompt: list, parent_id: str | None, node_id: str,
+          c: Completion) -> Node:
+    """A tree node from one completion; answering roles' nodes carry the extracted answer."""
     return Node(
-        id=child_id(parent_id, role, j),
-        role=role,
-        parent_id=None if role == GENERATOR else parent_id,
+        id=node_id,
+        role=role.name,
+        parent_id=parent_id,
         prompt=prompt,
         completion=c.text,
-        answer=answer,
+        answer=task.extract_answer(c.text) if role.answers else None,
         num_tokens=c.num_tokens,
         finish_reason=c.finish_reason,
     )

@@ -9,7 +9,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 
-from malt.records import GENERATOR, REFINER, VERIFIER, Branching, Node, Problem, Tree, child_id
+from malt.chain import ANSWER, CRITIQUE, DEFAULT, RoleChain
+from malt.records import Branching, Node, Problem, Tree, child_id
 from malt.tasks import get_task
 
 # How each task's generator prompt asks for the final answer to be stated.
@@ -34,8 +35,9 @@ def _wrong(task: str, gold: str, rng: random.Random) -> str:
 
 
 def synthetic_tree(problem: Problem, branching: Branching, rng: random.Random,
-                   p_correct: float = 0.5, filler: str = "") -> Tree:
-    """One tree whose G/R completions are right with probability `p_correct`."""
+                   p_correct: float = 0.5, filler: str = "", chain: RoleChain = DEFAULT) -> Tree:
+    """One tree of `chain` whose answering roles' completions are right with probability
+    `p_correct` (the others write a critique), nodes depth first."""
     task = get_task(problem.task)
     fmt = ANSWER_FORMATS[problem.task]
 
@@ -44,26 +46,36 @@ def synthetic_tree(problem: Problem, branching: Branching, rng: random.Random,
         ans = problem.answer if ok else _wrong(problem.task, problem.answer, rng)
         return f"{step}{filler}\n{fmt(ans)}"
 
+    def text(role, i: int) -> str:
+        if role.answers:
+            return answer_text(f"{'Step by step, attempt' if i_level(role) == 0 else 'Refined attempt'} {i}.")
+        return f"Critique {i}: step 1 looks {'right' if rng.random() < 0.5 else 'wrong'}.{filler}"
+
+    def i_level(role) -> int:
+        return chain.names.index(role.name)
+
     nodes: list[Node] = []
-    for g in range(branching.n_g):
-        g_text = answer_text(f"Step by step, attempt {g}.")
-        g_node = Node(child_id(problem.id, GENERATOR, g), GENERATOR, None,
-                      task.messages(GENERATOR, problem), g_text)
-        nodes.append(g_node)
-        for v in range(branching.n_v):
-            v_text = f"Critique {v}: step 1 looks {'right' if rng.random() < 0.5 else 'wrong'}.{filler}"
-            v_node = Node(child_id(g_node.id, VERIFIER, v), VERIFIER, g_node.id,
-                          task.messages(VERIFIER, problem, generator=g_text), v_text)
-            nodes.append(v_node)
-            r_prompt = task.messages(REFINER, problem, generator=g_text, critique=v_text)
-            for r in range(branching.n_r):
-                nodes.append(Node(child_id(v_node.id, REFINER, r), REFINER, v_node.id,
-                                  r_prompt, answer_text(f"Refined attempt {r}.")))
+
+    def expand(level: int, parent: Node | None, path: dict[str, str]) -> None:
+        role = chain.roles[level]
+        src = {slot: path[name] for slot, name in role.sees if name in path}
+        prompt = task.messages(role.template, problem, answer=src.get(ANSWER),
+                               critique=src.get(CRITIQUE))
+        for i in range(branching.counts[level]):
+            parent_id = parent.id if parent is not None else problem.id
+            node = Node(child_id(parent_id, role.letter, i), role.name,
+                        parent.id if parent is not None else None, prompt, text(role, i))
+            nodes.append(node)
+            if level + 1 < len(chain):
+                expand(level + 1, node, {**path, role.name: node.completion})
+
+    expand(0, None, {})
     return Tree(problem=problem, branching=branching, nodes=nodes)
 
 
-def synthetic_forest(problems: list[Problem], branching: Branching = Branching(), seed: int = 0,
-                     p_correct: float | None = None, filler_chars: int = 0) -> Iterator[Tree]:
+def synthetic_forest(problems: list[Problem], branching: Branching = Branching(3, 3, 3),
+                     seed: int = 0, p_correct: float | None = None, filler_chars: int = 0,
+                     chain: RoleChain = DEFAULT) -> Iterator[Tree]:
     """Trees for `problems`, deterministic in `seed`. With `p_correct=None` each tree draws
     its own accuracy uniformly, so the forest holds easy, hard and mixed questions;
     `filler_chars` pads completions to a realistic length for benchmarks."""
@@ -71,4 +83,4 @@ def synthetic_forest(problems: list[Problem], branching: Branching = Branching()
     for p in problems:
         rng = random.Random(f"{seed}:{p.id}")
         rate = rng.uniform(0, 1) if p_correct is None else p_correct
-        yield synthetic_tree(p, branching, rng, p_correct=rate, filler=filler)
+        yield synthetic_tree(p, branching, rng, p_correct=rate, filler=filler, chain=chain)

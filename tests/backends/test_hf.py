@@ -8,9 +8,9 @@ import torch
 from malt.backends import ModelSpec, SamplingParams, build_backend
 from malt.backends.hf import left_pad, to_completion
 from malt.backends.hf_sampling import row_keys, sampling_processors, uniform_noise
+from malt.chain import DEFAULT_NAMES as ROLES
 from malt.config import BackendConfig
 from malt.errors import MaltError
-from malt.records import ROLES
 
 pytestmark = pytest.mark.slow
 

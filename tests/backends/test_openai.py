@@ -16,9 +16,11 @@ from openai_fault_server import FaultServer
 
 from malt.backends import ModelSpec, SamplingParams, build_backend
 from malt.backends.openai import redact
+from malt.chain import DEFAULT_NAMES as ROLES
+from malt.chain import GENERATOR, REFINER, VERIFIER
 from malt.config import BackendConfig, load_config
 from malt.errors import MaltError
-from malt.records import GENERATOR, REFINER, ROLES, VERIFIER, Problem, check_shape
+from malt.records import Problem, check_shape
 from malt.sampling import sample_trees
 
 SECRET = "sk-test-do-not-leak-123"

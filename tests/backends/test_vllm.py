@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from malt.backends import ModelSpec, SamplingParams, build_backend, derive_seed
+from malt.chain import DEFAULT_NAMES as ROLES
 from malt.config import BackendConfig
 from malt.errors import MaltError
-from malt.records import ROLES
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import random
 
+from malt.chain import GENERATOR, REFINER, VERIFIER
 from malt.embedded.corpus import CorpusMix, claims, corpus, critique, refine
-from malt.records import GENERATOR, REFINER, VERIFIER
 from malt.tasks.arith import (
     TASK,
+    critique_answer,
     critique_flags,
     parse_question,
     parse_states,
-    render_solution,
     split_of,
 )
 
 
 def _question(chat) -> str:
     user = chat[1]["content"]
-    return user.split("\n")[0].removeprefix("Q: ")
+    return user.split("\n")[-1].removeprefix("Q: ")
 
 
 def test_corpus_is_seeded_and_train_only():
@@ -54,53 +54,59 @@ def test_generator_slips_at_the_designed_rate():
     assert 0.45 < right / 3000 < 0.6  # about 0.8**3, plus slips that cancel
 
 
-def test_verifier_misses_and_invents_at_the_designed_rates():
-    mix = CorpusMix(v_miss=0.3, v_false=0.1)
+def test_verifier_checks_independently_of_g():
+    mix = CorpusMix(v_slip=0.1)
     rng = random.Random(1)
     p = parse_question("50+3-4+7")
-    wrong_claims = [54, 50, 57]  # step 1 slipped, later steps right from the claim
-    def flags(claimed):
-        return bool(critique_flags(critique(rng, p, claimed, mix)[0]))
+    right, wrong = str(p.answer), str(p.answer + 5)  # 5 off: no single slip lands there
+    false_alarms = sum(critique(rng, p, right, mix)[1] is False for _ in range(3000))
+    misses = sum(critique(rng, p, wrong, mix)[1] for _ in range(3000))
+    # V flags a right answer only when its own derivation slipped (1 - 0.9**3 of the time) ...
+    assert abs(false_alarms / 3000 - (1 - 0.9**3)) < 0.03
+    # ... and misses a wrong one only when it slipped to exactly G's value.
+    assert misses / 3000 < 0.01
 
-    misses = sum(not flags(wrong_claims) for _ in range(2000))
-    inventions = sum(flags(p.values()) for _ in range(2000))
-    assert abs(misses / 2000 - 0.3 * 0.9**2) < 0.04  # missed, and nothing else flagged
-    assert abs(inventions / 2000 - (1 - 0.9**3)) < 0.04
 
-
-def test_verifier_rederives_its_own_chain():
-    mix = CorpusMix(v_miss=0.0, v_false=0.0)
+def test_verdict_always_matches_the_comparison():
+    rng = random.Random(4)
     p = parse_question("50+3-4+7")
-    text, checked = critique(random.Random(0), p, [54, 50, 57], mix)
-    assert checked == p.values()  # its own chain, not G's
-    assert [m for _, _, m in parse_states(text)] == ["ok", "no", "no", "no"]
-    assert text.endswith("Wrong at step 1.")
-    # Every critique line has the width of G's lines: V's line k sits a fixed distance after
-    # G's line k in the verifier's context, and after its own line k-1.
-    g_text = render_solution(p.start, p.steps, [54, 50, 57])
-    assert {len(x) for x in text.splitlines()[:-1]} == {len(x) for x in g_text.splitlines()[:-1]}
+    for theirs in ("56", "57", "none"):
+        for _ in range(200):
+            text, agreed = critique(rng, p, theirs, CorpusMix(v_slip=0.3))
+            assert critique_flags(text) is (not agreed)
+            assert agreed == (critique_answer(text) == theirs)
+            # V's derivation is its own: the question, then one line per step.
+            assert [s for _, s in parse_states(text)] == ["+3-4+7", "-4+7", "+7", ""]
 
 
-def test_refiner_follows_the_verifier_or_ignores_it():
+def test_refiner_follows_the_verdict_or_ignores_it():
     mix = CorpusMix(r_ignore=0.25, g_slip=0.0)
     rng = random.Random(2)
     p = parse_question("50+3-4+7")
-    claimed = [54, 50, 57]
-    checked = p.values()  # V flags step 1 and re-derives the rest
-    outcomes = [refine(rng, p, claimed, checked, mix) for _ in range(2000)]
-    fixed = sum(o == p.values() for o in outcomes)
-    copied = sum(o == claimed for o in outcomes)
-    assert fixed + copied == 2000
-    assert abs(copied / 2000 - 0.25) < 0.04
+    kept = [refine(rng, p, "57", True, mix) for _ in range(500)]
+    assert set(kept) == {"Answer: 57"}  # V agreed: G's answer kept
+    outcomes = [refine(rng, p, "57", False, mix) for _ in range(2000)]
+    rederived = sum(len(parse_states(o)) == 4 and TASK.extract_answer(o) == "56"
+                    for o in outcomes)
+    ignored = sum(o == "Answer: 57" for o in outcomes)
+    assert rederived + ignored == 2000
+    assert abs(ignored / 2000 - 0.25) < 0.04
+    # With no G answer to keep, R always re-derives.
+    assert all(len(parse_states(refine(rng, p, "none", False, mix))) == 4 for _ in range(200))
 
 
 def test_examples_follow_the_role_formats():
-    for role, chat in corpus(200, seed=3):
+    for role, chat in corpus(300, seed=3):
         answer = chat[2]["content"]
         p = parse_question(_question(chat))
         if role == VERIFIER:
-            assert critique_flags(answer) is not None
+            assert critique_flags(answer) is not None and critique_answer(answer) is not None
             assert len(parse_states(answer)) == len(p.steps) + 1  # the question, each step
+            assert chat[1]["content"].startswith("A: ")  # G's answer only, then the question
+            assert chat[1]["content"].count("\n") == 1
+        elif role == REFINER:
+            assert TASK.extract_answer(answer) is not None
+            assert "\nC: Right.\n" in chat[1]["content"] or "\nC: Wrong.\n" in chat[1]["content"]
         else:
             assert TASK.extract_answer(answer) is not None
             assert len(parse_states(answer)) == len(p.steps) + 1  # the question, then each step

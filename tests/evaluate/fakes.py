@@ -13,7 +13,8 @@ import re
 from collections.abc import Sequence
 
 from malt.backends.base import Completion, SamplingParams
-from malt.records import GENERATOR, REFINER, VERIFIER, Problem
+from malt.chain import GENERATOR, REFINER, VERIFIER
+from malt.records import Problem
 from malt.tasks.base import RolePrompts, Task, field_str, stable_id
 
 _ANSWER = re.compile(r"Answer:\s*(-?\d+)")

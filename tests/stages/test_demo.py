@@ -12,7 +12,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from malt.cli import main as cli_main
-from malt.evaluate.methods import METHODS
+from malt.evaluate.methods import BUILTIN, TABLE1
+
+METHODS = {n: m for n, m in BUILTIN.items() if m.group == TABLE1}
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +59,7 @@ def test_the_demo_ends_with_tables_and_paths_not_json(demo_output):
         ci = results["comparisons"]["vs"].get(name)
         diff = "(reference)" if ci is None else f"{100 * ci['diff']:+.1f} [{100 * ci['ci_low']:+.1f},"
         assert rows[m["label"]][0] == acc and rows[m["label"]][1].startswith(diff), name
-    multi = [m.label for m in METHODS.values() if m.multi_agent]
+    multi = [m.label for m in METHODS.values() if m.roles != 1]
     assert [cells(line)[0] for line in lines[turns:] if "│" in line] == multi
     # Nothing for machines or raw logs: no JSON summary, no Markdown, no TRL log dicts.
     assert '"run_dir"' not in out and "# MALT evaluation" not in out and "'loss'" not in out

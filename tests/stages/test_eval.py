@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from malt.config import load_config
+from malt.chain import DEFAULT_NAMES as ROLES
+from malt.config import MethodConfig, load_config
 from malt.errors import MaltError
+from malt.evaluate import render
 from malt.io import read_jsonl, sha256_file, write_jsonl, write_trees
-from malt.records import ROLES, Branching, Node, Tree
+from malt.records import Branching, Node, Tree
+from malt.runspec import CHECKS
 from malt.stages import eval as eval_stage
 from malt.stages import report
 
@@ -97,6 +100,41 @@ def test_every_method_end_to_end(tmp_path):
     assert res["test_sha256"] == sha256_file(cfg.task.test)
     # The fake refiner repairs answers: MA beats SA on the same generator samples.
     assert res["methods"]["ma"]["mean"] > res["methods"]["sa"]["mean"]
+
+
+def test_ablations_and_a_user_defined_method(tmp_path):
+    cfg = make_run(tmp_path, methods=["malt", "malt_base_generator", "malt_base_verifier",
+                                      "malt_base_refiner", "malt_g", "malt_gv", "malt_gr",
+                                      "mine"], seeds="[0]")
+    cfg.eval.define = {"mine": MethodConfig(roles=["generator", "refiner"],
+                                            sources={"refiner": "sft"}, default="base",
+                                            vote=False, label="base G, STaR R")}
+    factory = Factory()
+    res = eval_stage.run(cfg, task=TOY, backend_factory=factory)
+    # One backend per distinct (roles, sources): malt_g and malt_gv read MALT's chains.
+    kinds = [{role: (spec.adapter or "base").split("/")[-1] for role, spec in b.specs.items()}
+             for b in factory.built]
+    assert kinds == [
+        {"generator": "final", "verifier": "final", "refiner": "final"},
+        {"generator": "base", "verifier": "final", "refiner": "final"},
+        {"generator": "final", "verifier": "base", "refiner": "final"},
+        {"generator": "final", "verifier": "final", "refiner": "base"},
+        {"generator": "final", "refiner": "final"},
+        {"generator": "base", "refiner": "sft"}]
+    m = res["methods"]
+    assert m["malt_base_verifier"]["sources"] == {"generator": "final", "verifier": "base",
+                                                  "refiner": "final"}
+    assert m["malt_gr"]["chain"] == "G -> R" and m["mine"]["label"] == "base G, STaR R"
+    assert m["malt_g"]["group"] == m["malt_gv"]["group"] == "ablation"
+    # G+V: the toy verifier states no answer, so the chain answers with G's (paired with malt).
+    for gv, g in zip(records(cfg, "malt_gv", 0), records(cfg, "malt_g", 0), strict=True):
+        assert [c["answer"] for c in gv["chains"]] == [c["answer"] for c in g["chains"]]
+    assert (cfg.stage_dir("eval") / "chains" / "g.final-r.final").is_dir()
+    report = render.report_markdown([res])
+    assert "## Ablations (the paper's Tables 4 and 5)" in report
+    ablations = report.split("## Ablations")[1].split("\n## ")[0]
+    assert "MALT, base V" in ablations and "MALT G+R" in ablations
+    assert "MALT, base V" not in report.split("## Ablations")[0]
 
 
 def test_records_hold_chains_votes_and_correctness(tmp_path):
@@ -372,7 +410,7 @@ def test_reports_question_overlap_with_training_trees(tmp_path, capsys):
 ])
 def test_bad_eval_config_names_the_field(override, field):
     with pytest.raises(MaltError, match=field):
-        load_config(None, [override])
+        load_config(None, [override], checks=CHECKS)
 
 
 def test_moved_test_file_with_the_same_bytes_resumes(tmp_path):

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from malt.chain import DEFAULT_NAMES as ROLES
 from malt.config import load_config
 from malt.embedded.tiny import init_model
-from malt.records import ROLES
 from malt.stages import eval as eval_stage
 from malt.stages import report
 

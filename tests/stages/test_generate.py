@@ -278,6 +278,6 @@ def test_real_task_trees_with_the_hf_backend_on_a_tiny_model(name, tiny_model, t
         assert r.prompt == task.messages(
             "refiner",
             tree.problem,
-            generator=next(n for n in tree.nodes if n.id == v.parent_id).completion,
+            answer=next(n for n in tree.nodes if n.id == v.parent_id).completion,
             critique=v.completion,
         )

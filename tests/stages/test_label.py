@@ -73,7 +73,8 @@ def test_rerun_gives_identical_bytes(run_dir):
 
 
 def test_parquet_and_generator_pairs(run_dir):
-    summary = label.run(cfg_for(run_dir, "data.format=parquet", "data.generator_pairs=true"))
+    summary = label.run(cfg_for(run_dir, "data.format=parquet",
+                                "chain=[{name: generator, pairs: true}, verifier, refiner]"))
     out = run_dir / "label"
     ds = datasets.load_dataset("parquet", data_files=str(out / "dpo_generator.parquet"), split="train")
     assert len(ds) == summary["dpo_pairs"]["generator"] > 0

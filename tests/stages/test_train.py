@@ -89,9 +89,9 @@ def resolved(models: dict, run_dir: Path) -> dict:
     """models.json entries as the ModelSpec dicts a backend loads (paths resolved)."""
     import dataclasses
 
-    from malt.train.models_json import resolve
+    from malt.artifacts import from_stored
 
-    return {role: {stage: dataclasses.asdict(resolve(spec, run_dir))
+    return {role: {stage: dataclasses.asdict(from_stored(spec, run_dir))
                    for stage, spec in entry.items()} for role, entry in models.items()}
 
 

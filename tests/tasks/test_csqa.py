@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from malt.chain import GENERATOR, REFINER
 from malt.errors import MaltError
-from malt.records import GENERATOR, REFINER, Problem
+from malt.records import Problem
 from malt.tasks import get_task
 from malt.tasks.csqa import extract_answer, is_equivalent, parse_row
 
@@ -117,7 +118,7 @@ def test_reward_and_prompts() -> None:
     assert TASK.reward("I am unsure.", p) == 0
     g = TASK.messages(GENERATOR, p)
     assert "Final Answer: (<letter>)" in g[0]["content"] and "(A) bank" in g[1]["content"]
-    r = TASK.messages(REFINER, p, generator="Final Answer: (B)", critique="Libraries lack it.")
+    r = TASK.messages(REFINER, p, answer="Final Answer: (B)", critique="Libraries lack it.")
     assert "Final Answer: (<letter>)" in r[0]["content"] and "Libraries lack it." in r[1]["content"]
 
 

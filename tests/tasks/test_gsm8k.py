@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from malt.chain import GENERATOR, REFINER, VERIFIER
 from malt.errors import MaltError
-from malt.records import GENERATOR, REFINER, VERIFIER, Problem
+from malt.records import Problem
 from malt.tasks import get_task
 from malt.tasks.gsm8k import extract_answer, is_equivalent, parse_row
 
@@ -191,8 +192,8 @@ def test_role_messages_carry_marker_and_context() -> None:
     assert [m["role"] for m in g] == ["system", "user"]
     assert "Final Answer: <number>" in g[0]["content"] and "step by step" in g[0]["content"]
     assert g[1]["content"] == "What is 2+2?"
-    v = TASK.messages(VERIFIER, p, generator="2+2=5\nFinal Answer: 5")
+    v = TASK.messages(VERIFIER, p, answer="2+2=5\nFinal Answer: 5")
     assert "Final Answer: 5" in v[1]["content"] and "What is 2+2?" in v[1]["content"]
     assert "critique" in v[0]["content"].lower()
-    r = TASK.messages(REFINER, p, generator="Final Answer: 5", critique="2+2 is 4, not 5.")
+    r = TASK.messages(REFINER, p, answer="Final Answer: 5", critique="2+2 is 4, not 5.")
     assert "2+2 is 4, not 5." in r[1]["content"] and "Final Answer: <number>" in r[0]["content"]

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from malt.chain import GENERATOR
 from malt.errors import MaltError
-from malt.records import GENERATOR, Problem
+from malt.records import Problem
 from malt.tasks import get_task
 from malt.tasks.extract import last_boxed
 from malt.tasks.math import (

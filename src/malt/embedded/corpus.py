@@ -1,19 +1,21 @@
 """Synthetic pretraining corpus for the tiny base: all three arith roles, with imperfections.
 
-Each example is one chat (system, user, assistant) built with the arith task's own prompts,
-so the base model sees exactly the prompts the pipeline will send it. The imperfections make
-a mediocre base that MALT can improve:
+Each example is one chat (system, user, assistant) built with the arith task's own prompts
+and views, so the base model sees exactly the prompts the pipeline will send it. The
+imperfections make a mediocre base that MALT can improve:
 
 - G slips: each step's result is wrong with probability `g_slip` (off by 1, 2 or 10, the
   usual carry slips), and later steps chain from the wrong value.
-- V re-derives the solution line by line and marks each line against G's. It misses: at the
-  first line where G went wrong, it adopts G's value with probability `v_miss` (and so agrees
-  from there on). It invents: each of its own steps slips with probability `v_false`, which
-  flags a right answer.
-- R follows V: when V flags a line it writes V's re-derived lines; with probability
-  `r_ignore` it copies G's answer despite the flag.
+- V sees G's final answer only. It re-derives the solution itself, slipping per step with
+  probability `v_slip` independently of G, compares its answer with G's digit by digit and
+  states the verdict. Its slips are its imperfection: a slip on a right G answer is a false
+  alarm, and a wrong G answer is missed only when V slips to the same value.
+- R reads V's verdict: when V agrees it keeps G's answer; when V disagrees it re-derives the
+  solution (slipping like G) and, with probability `r_ignore`, keeps G's answer anyway.
 
-Only train-split questions are used, so the base never sees a test question.
+The G answers that V and R examples see slip at `checked_slip` per step, so about half of
+them are wrong and a verdict is not predictable without checking. Only train-split
+questions are used, so the base never sees a test question.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from malt.records import GENERATOR, REFINER, VERIFIER, Messages, Problem
+from malt.chain import GENERATOR, REFINER, VERIFIER
+from malt.records import Messages, Problem
 from malt.tasks.arith import (
+    NONE,
     TASK,
     Arith,
     apply,
-    critique_line,
-    render_critique,
+    render_check,
+    render_keep,
     render_solution,
     sample_problem,
     split_of,
@@ -42,14 +46,19 @@ _SLIPS = (-10, -2, -1, 1, 2, 10)
 class CorpusMix:
     """Role shares and imperfection rates of the corpus."""
 
-    generator: float = 0.45  # share of examples per role (normalised)
-    verifier: float = 0.35
-    refiner: float = 0.2
-    g_slip: float = 0.12  # per-step slip of G (and of R's recomputed steps)
-    checked_slip: float = 0.25  # per-step slip of the G answers that V and R examples see
-    v_miss: float = 0.3  # V adopts G's value where G first went wrong
-    v_false: float = 0.05  # V's own step slips
-    r_ignore: float = 0.2  # R copies G despite a flagged line
+    # Share of examples per role (normalised). G's derivation is the skill all roles share and
+    # the build's curriculum teaches it first; after that the verdict needs the most examples.
+    generator: float = 0.25
+    verifier: float = 0.45
+    refiner: float = 0.3
+    # Per-step slip of G (and of R's re-derived steps). Sampling at temperature 0.7 sharpens
+    # a learned slip rate: at 0.12 the base's G reached 81% by step 5000 and at 0.25 78% by step
+    # 7000, both above the 35-75% band.
+    g_slip: float = 0.33
+    checked_slip: float = 0.2  # per-step slip of the G answers that V and R examples see
+    g_none: float = 0.02  # share of those G outputs that state no answer
+    v_slip: float = 0.08  # per-step slip of V's own derivation
+    r_ignore: float = 0.1  # R keeps G's answer although V disagreed
     min_steps: int = 3
     max_steps: int = 3
 
@@ -60,12 +69,11 @@ def slip(rng: random.Random, value: int) -> int:
     return rng.choice(options)
 
 
-def claims(rng: random.Random, p: Arith, rate: float, start: int | None = None,
-           given: list[int] | None = None) -> list[int]:
-    """Claimed results per step: `given` first, then chained steps that slip at `rate`."""
-    out = list(given or [])
-    value = out[-1] if out else (p.start if start is None else start)
-    for op, d in p.steps[len(out):]:
+def claims(rng: random.Random, p: Arith, rate: float) -> list[int]:
+    """Claimed results per step, chained, each slipping at `rate`."""
+    out: list[int] = []
+    value = p.start
+    for op, d in p.steps:
         r = apply(value, op, d)
         if rng.random() < rate:
             r = slip(rng, r)
@@ -74,37 +82,25 @@ def claims(rng: random.Random, p: Arith, rate: float, start: int | None = None,
     return out
 
 
-def critique(rng: random.Random, p: Arith, claimed: list[int], mix: CorpusMix
-             ) -> tuple[str, list[int]]:
-    """V's critique of G's `claimed` results, and V's own value per step.
-
-    V restates the question (line 0), then chains its own steps, marking each against G's.
-    """
-    n = len(p.steps)
-    lines = [critique_line(p.start, p.steps, n, p.start)]
-    checked: list[int] = []
-    value, agreed = p.start, True
-    for k, ((op, d), c) in enumerate(zip(p.steps, claimed, strict=True), start=1):
-        truth = apply(value, op, d)
-        if agreed and c != truth and rng.random() < mix.v_miss:
-            v = c
-        elif rng.random() < mix.v_false:
-            v = slip(rng, truth)
-        else:
-            v = truth
-        agreed = agreed and v == c
-        lines.append(critique_line(v, p.steps[k:], n, c))
-        checked.append(v)
-        value = v
-    return render_critique(lines), checked
+def shown_answer(rng: random.Random, p: Arith, mix: CorpusMix) -> tuple[str, str]:
+    """A G output as V and R examples see it: (G's text, G's answer as V's view shows it)."""
+    if rng.random() < mix.g_none:
+        return "", NONE
+    claimed = claims(rng, p, mix.checked_slip)
+    return render_solution(p.start, p.steps, claimed), str(claimed[-1])
 
 
-def refine(rng: random.Random, p: Arith, claimed: list[int], checked: list[int],
-           mix: CorpusMix) -> list[int]:
-    """R's results: V's lines when V flagged one (unless R ignores it), else G's."""
-    if checked == claimed or rng.random() < mix.r_ignore:
-        return list(claimed)
-    return list(checked)
+def critique(rng: random.Random, p: Arith, theirs: str, mix: CorpusMix) -> tuple[str, bool]:
+    """V's critique of G's answer `theirs`, and whether V agreed."""
+    mine = claims(rng, p, mix.v_slip)
+    return render_check(p, mine, theirs), str(mine[-1]) == theirs
+
+
+def refine(rng: random.Random, p: Arith, theirs: str, agreed: bool, mix: CorpusMix) -> str:
+    """R's output: G's answer kept when V agreed (or R ignores V), else a re-derivation."""
+    if theirs != NONE and (agreed or rng.random() < mix.r_ignore):
+        return render_keep(theirs)
+    return render_solution(p.start, p.steps, claims(rng, p, mix.g_slip))
 
 
 def example(rng: random.Random, role: str, p: Arith, mix: CorpusMix) -> Messages:
@@ -113,12 +109,11 @@ def example(rng: random.Random, role: str, p: Arith, mix: CorpusMix) -> Messages
     if role == GENERATOR:
         answer = render_solution(p.start, p.steps, claims(rng, p, mix.g_slip))
         return [*TASK.messages(GENERATOR, problem), _assistant(answer)]
-    claimed = claims(rng, p, mix.checked_slip)
-    g_text = render_solution(p.start, p.steps, claimed)
-    v_text, checked = critique(rng, p, claimed, mix)
+    g_text, theirs = shown_answer(rng, p, mix)
+    v_text, agreed = critique(rng, p, theirs, mix)
     if role == VERIFIER:
         return [*TASK.messages(VERIFIER, problem, g_text), _assistant(v_text)]
-    r_text = render_solution(p.start, p.steps, refine(rng, p, claimed, checked, mix))
+    r_text = refine(rng, p, theirs, agreed, mix)
     return [*TASK.messages(REFINER, problem, g_text, v_text), _assistant(r_text)]
 
 

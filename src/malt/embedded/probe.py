@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from malt.records import GENERATOR, REFINER, VERIFIER, Messages, Problem
-from malt.tasks.arith import TASK, critique_flags, generate, iter_problems
+from malt.chain import GENERATOR, REFINER, VERIFIER
+from malt.records import Messages, Problem
+from malt.tasks.arith import TASK, answer_view, critique_flags, generate, iter_problems
 
-MAX_NEW = {GENERATOR: 80, VERIFIER: 96, REFINER: 80}
+MAX_NEW = {GENERATOR: 64, VERIFIER: 80, REFINER: 64}
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,23 @@ def rates(flags: list[bool | None], correct: list[int]) -> dict[str, Any]:
     }
 
 
+def verifier_skills(critiques: list[str], generator: list[str], problems: list[Problem]
+                    ) -> dict[str, float]:
+    """How often V's own answer is right, and how often its verdict matches its comparison.
+
+    >>> p = TASK.parse_row({"question": "47+8-3+5", "answer": "57"}, "x")
+    >>> verifier_skills(["       57\\nG      58\\n       =x\\n       no"], ["Answer: 58"], [p])
+    {'derivation_acc': 1.0, 'verdict_consistent': 1.0}
+    """
+    own = [TASK.critique_answer(v) for v in critiques]
+    right = [int(a is not None and TASK.is_equivalent(a, p.answer))
+             for a, p in zip(own, problems, strict=True)]
+    consistent = [int(a is not None and flag is not None and flag == (a != answer_view(g)))
+                  for a, flag, g in zip(own, map(critique_flags, critiques), generator,
+                                        strict=True)]
+    return {"derivation_acc": _mean(right), "verdict_consistent": _mean(consistent)}
+
+
 def dev_check(model, tok, problems: list[Problem], temperature: float, seed: int
               ) -> dict[str, float]:
     """G's sampled accuracy and V's sampled TPR/FPR on G's answers (the build's stop check)."""
@@ -69,8 +87,11 @@ def dev_check(model, tok, problems: list[Problem], temperature: float, seed: int
     g_ok = _grade(g, problems)
     v = complete(model, tok, _chats(VERIFIER, problems, g), VERIFIER, temperature, seed + 1)
     r = rates([critique_flags(x) for x in v], g_ok)
+    skills = verifier_skills(v, g, problems)
     return {"dev_generator_acc": _mean(g_ok), "dev_verifier_tpr": r["tpr"],
-            "dev_verifier_fpr": r["fpr"]}
+            "dev_verifier_fpr": r["fpr"],
+            "dev_verifier_derivation_acc": skills["derivation_acc"],
+            "dev_verifier_consistent": skills["verdict_consistent"]}
 
 
 def probe(model, tok, cfg: ProbeConfig = ProbeConfig()) -> dict[str, Any]:
@@ -89,11 +110,13 @@ def probe(model, tok, cfg: ProbeConfig = ProbeConfig()) -> dict[str, Any]:
         v = complete(model, tok, _chats(VERIFIER, problems, g), VERIFIER, temp, s + 1, bs)
         r = complete(model, tok, _chats(REFINER, problems, g, v), REFINER, temp, s + 2, bs)
         r_ok = _grade(r, problems)
-        report[f"verifier_{mode}"] = rates([critique_flags(x) for x in v], g_ok)
+        report[f"verifier_{mode}"] = {**rates([critique_flags(x) for x in v], g_ok),
+                                      **verifier_skills(v, g, problems)}
         report[f"chain_acc_{mode}"] = _mean(r_ok)
         report[f"refiner_fixed_{mode}"] = sum(1 for a, b in zip(g_ok, r_ok, strict=True) if b > a)
         report[f"refiner_broke_{mode}"] = sum(1 for a, b in zip(g_ok, r_ok, strict=True) if b < a)
-    report["examples"] = {"question": problems[0].question, "generator": g[0]}
+    report["examples"] = {"question": problems[0].question, "generator": g[0],
+                          "verifier": v[0], "refiner": r[0]}
     return report
 
 

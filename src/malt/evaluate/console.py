@@ -9,10 +9,10 @@ from __future__ import annotations
 from rich.table import Table
 
 from malt.evaluate.render import (
-    TURN_LABELS,
     Results,
     ci_cell,
     mean_std_cell,
+    turn_columns,
     turnwise_methods,
 )
 
@@ -39,14 +39,16 @@ def turnwise_table(res: Results) -> Table | None:
     names = turnwise_methods(res)
     if not names:
         return None
-    missing = any(res["methods"][n]["turnwise"][role] is None for n in names for role in TURN_LABELS)
+    columns = turn_columns([res])
+    missing = any(res["methods"][n]["turnwise"].get(role) is None for n in names
+                  for role in columns)
     table = Table(title=f"Turn-wise accuracy: {res['task']} (%)", title_justify="left",
                   caption="—: the verifier states no answer" if missing else None,
                   caption_justify="left")
     table.add_column("Method")
-    for label in TURN_LABELS.values():
+    for label in columns.values():
         table.add_column(label, justify="right")
     for name in names:
         m = res["methods"][name]
-        table.add_row(m["label"], *(mean_std_cell(m["turnwise"][role]) for role in TURN_LABELS))
+        table.add_row(m["label"], *(mean_std_cell(m["turnwise"].get(role)) for role in columns))
     return table

@@ -10,11 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from malt.records import GENERATOR, REFINER, ROLES, VERIFIER
-
 Results = Mapping[str, Any]
-TURN_LABELS = {GENERATOR: "after G", VERIFIER: "after V", REFINER: "after R"}
 NOT_AVAILABLE = "—"
+ABLATION = "ablation"  # the methods' group of the paper's Tables 4 and 5
 
 
 def pct(x: float) -> str:
@@ -35,21 +33,38 @@ def signed_pct(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
-def method_order(results_list: Sequence[Results]) -> list[str]:
-    """Union of the methods of all results, first appearance first."""
+def method_order(results_list: Sequence[Results], ablations: bool | None = None) -> list[str]:
+    """Union of the methods of all results, first appearance first; only the ablations
+    (Tables 4 and 5) or only the others when `ablations` is True or False."""
     order: list[str] = []
     for res in results_list:
-        order += [m for m in res["order"] if m not in order]
+        order += [m for m in res["order"] if m not in order and (
+            ablations is None or (res["methods"][m].get("group") == ABLATION) == ablations)]
     return order
 
 
-def table_markdown(results_list: Sequence[Results]) -> str:
-    """Table 1: one row per method; per task, mean ± std accuracy and MALT minus it (CI)."""
+def turn_columns(results_list: Sequence[Results]) -> dict[str, str]:
+    """role -> "after G" for every turn any method has, in chain order."""
+    out: dict[str, str] = {}
+    for res in results_list:
+        for name in turnwise_methods(res):
+            m = res["methods"][name]
+            labels = m.get("turn_labels") or {r: f"after {r[0].upper()}" for r in m["turnwise"]}
+            out.update({r: labels[r] for r in m["turnwise"] if r not in out})
+    return out
+
+
+def table_markdown(results_list: Sequence[Results], ablations: bool = False) -> str:
+    """Table 1 (or, with `ablations`, the Table-4/5 rows): one row per method; per task,
+    mean ± std accuracy and MALT minus it (CI)."""
     head = ["Method"]
     for res in results_list:
         head += [f"{res['task']} acc. (%)", f"{res['task']}: MALT − method, {_level(res)} CI"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name in method_order(results_list):
+    names = method_order(results_list, ablations)
+    if not names:
+        return ""
+    for name in names:
         label = next(r["methods"][name]["label"] for r in results_list if name in r["methods"])
         cells = [label]
         for res in results_list:
@@ -128,12 +143,14 @@ def turnwise_methods(res: Results) -> list[str]:
 
 
 def turnwise_markdown(results_list: Sequence[Results]) -> str:
-    """Per multi-agent method: accuracy of the vote after G, after V and after R ("" if none)."""
-    lines = ["| Task | Method | " + " | ".join(TURN_LABELS.values()) + " |", "|---" * 5 + "|"]
+    """Per multi-agent method: accuracy of the vote after each role ("" if none)."""
+    columns = turn_columns(results_list)
+    lines = ["| Task | Method | " + " | ".join(columns.values()) + " |",
+             "|---" * (2 + len(columns)) + "|"]
     for res in results_list:
         for name in turnwise_methods(res):
             m = res["methods"][name]
-            cells = [mean_std_cell(m["turnwise"][role]) for role in TURN_LABELS]
+            cells = [mean_std_cell(m["turnwise"].get(role)) for role in columns]
             lines.append(f"| {res['task']} | {m['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
@@ -171,13 +188,14 @@ def role_data_markdown(summary: Any) -> str:
     """
     if not isinstance(summary, Mapping):
         return f"{_fmt(summary)}\n"
+    roles = _role_names(summary)
     per_role = {k: v for k, v in summary.items() if k not in _SKIP and isinstance(v, Mapping)
-                and v and set(v) <= set(ROLES)}
+                and v and set(v) <= set(roles)}
     flat = [(k, v) for k, v in _flatten(summary, "") if k.split(".")[0] not in {*_SKIP, *per_role}]
     lines = ["| statistic | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in flat]
     if per_role:
-        roles = [r for r in ROLES if any(r in v for v in per_role.values())]
+        roles = [r for r in roles if any(r in v for v in per_role.values())]
         lines += ["", "| per role | " + " | ".join(roles) + " |", "|---" * (len(roles) + 1) + "|"]
         lines += [f"| {k} | " + " | ".join(_fmt(v.get(r, "")) for r in roles) + " |"
                   for k, v in per_role.items()]
@@ -185,6 +203,17 @@ def role_data_markdown(summary: Any) -> str:
 
 
 _SKIP = {"files", "seconds", "lengths"}  # paths, timings and length reports (own section)
+
+
+def _role_names(summary: Mapping[str, Any]) -> list[str]:
+    """The roles (and model slots) a label summary counts, in its order: the keys of its
+    `positives` and `sft_rows` tables."""
+    names: list[str] = []
+    for key in ("positives", "sft_rows"):
+        table = summary.get(key)
+        if isinstance(table, Mapping):
+            names += [k for k in table if k not in names]
+    return names
 
 
 def _flatten(obj: Any, prefix: str) -> list[tuple[str, Any]]:
@@ -202,6 +231,12 @@ def _fmt(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
+ABLATION_NOTE = (
+    "Table 4: one role from the base model, the others MALT's (base G, base V, base R). "
+    "Table 5: MALT's agents in shorter chains (G only, G+V, G+R; a G+V chain answers with "
+    "the critique's own answer where the verifier states one, else G's). All with majority "
+    "vote; CI as in Table 1.\n")
+
 TURNWISE_NOTE = (
     "Accuracy (%, mean ± std over seeds) of the majority vote over the method's chains (chain 0 "
     "alone without a vote) taken after each turn: the generators' answers, the answers the "
@@ -214,10 +249,13 @@ def report_markdown(
 ) -> str:
     """The whole report: Table 1, turn-wise accuracy, setup, leakage, charts, role data."""
     turns = turnwise_markdown(results_list)
+    ablations = table_markdown(results_list, ablations=True)
     parts = ["# MALT evaluation\n\n", "## Table 1: accuracy (mean ± std over seeds)\n\n",
              table_markdown(results_list),
              "\nCI: paired bootstrap over (seed, question) of MALT's per-question correctness "
              "minus the method's, in percentage points; positive means MALT is better.\n",
+             *_section("Ablations (the paper's Tables 4 and 5)",
+                       ablations and f"{ablations}\n{ABLATION_NOTE}"),
              *_section("Turn-wise accuracy", turns and f"{turns}\n{TURNWISE_NOTE}"),
              "\n## Setup\n\n", setup_markdown(results_list),
              *_section("What the verifier and refiner do to the generator's answers",
@@ -281,9 +319,10 @@ def accuracy_figure(results_list: Sequence[Results]):
 
 
 def turnwise_figure(results_list: Sequence[Results]):
-    """One panel per task: a line per multi-agent method through after G, V, R (std bars).
+    """One panel per task: a line per multi-agent method through its turns (std bars).
 
-    A method with no "after V" accuracy is drawn dotted, straight from G to R. Methods are
+    A method with a turn without accuracy (a verifier that states no answer) is drawn
+    dotted, straight past it. Methods are
     nudged apart sideways so that their error bars stay readable.
     """
     from matplotlib.figure import Figure
@@ -292,18 +331,19 @@ def turnwise_figure(results_list: Sequence[Results]):
     axes = fig.subplots(1, len(results_list), squeeze=False)[0]
     for ax, res in zip(axes, results_list, strict=True):
         names = turnwise_methods(res)
+        columns = turn_columns([res])
         for i, name in enumerate(names):
             m = res["methods"][name]
-            points = [(x, m["turnwise"][role]) for x, role in enumerate(TURN_LABELS)
-                      if m["turnwise"][role] is not None]
+            points = [(x, m["turnwise"][role]) for x, role in enumerate(columns)
+                      if m["turnwise"].get(role) is not None]
             shift = 0.03 * (i - (len(names) - 1) / 2)
-            full = len(points) == len(TURN_LABELS)
+            full = len(points) == len(m["turnwise"])
             ax.errorbar([x + shift for x, _ in points], [100 * p["mean"] for _, p in points],
                         yerr=[100 * p["std"] for _, p in points], marker="o", capsize=3,
                         color=f"C{i % 10}", linestyle="-" if full else ":",
-                        label=m["label"] + ("" if full else " (V states no answer)"))
-        ax.set_xticks(range(len(TURN_LABELS)), list(TURN_LABELS.values()))
-        ax.set_xlim(-0.3, len(TURN_LABELS) - 0.7)
+                        label=m["label"] + ("" if full else " (a critic states no answer)"))
+        ax.set_xticks(range(len(columns)), list(columns.values()))
+        ax.set_xlim(-0.3, len(columns) - 0.7)
         ax.set_ylabel("accuracy of the vote (%)")
         ax.set_title(f"{res['task']}: accuracy after each turn")
         ax.grid(alpha=0.3)

@@ -2,7 +2,7 @@
 
 Pure functions over typed values: no files, no models. A record is one question under one
 method and seed: every chain's texts and answers, the vote, and whether the vote is correct;
-for G -> V -> R also the vote after each turn (`malt.evaluate.turns`).
+for a multi-agent method also the vote after each turn (`malt.evaluate.turns`).
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from malt.chain import RoleChain
 from malt.evaluate.chains import Chain
-from malt.evaluate.methods import Method
+from malt.evaluate.methods import Method, method_roles
 from malt.evaluate.stats import mean_std, paired_bootstrap
-from malt.evaluate.turns import turn_votes, turnwise_over_seeds, turnwise_seed
+from malt.evaluate.turns import answer_key, turn_votes, turnwise_over_seeds, turnwise_seed
 from malt.evaluate.vote import majority_vote
 from malt.records import Problem
 from malt.tasks.base import Task
@@ -37,36 +38,44 @@ def select_subset(problems: Sequence[Problem], size: int | None, seed: int) -> l
     return [problems[i] for i in picked]
 
 
-def chain_view(chain: Chain, multi_agent: bool, problem: Problem, task: Task) -> dict[str, Any]:
-    """What a record keeps of one chain: all its texts (G only for single agent), graded.
+def chain_view(chain: Chain, roles: RoleChain, problem: Problem, task: Task) -> dict[str, Any]:
+    """What a record keeps of one chain: the texts of `roles` (its first len(roles) steps),
+    each role's answer and, for the last, whether it is right.
 
-    A multi-agent view also keeps the answer the critique states itself (None where the task's
-    verifier states none), for turn-wise accuracy.
+    Keys: `<role>` (text), `<role>_answer` and `<role>_correct` for every role but the last
+    (a critic's answer is the one its critique states itself, None where the task's verifier
+    states none), `answer` and `correct` for the last. A critic at the end (G -> V) answers
+    with its critique's own answer, else the latest answer before it.
     """
     def grade(answer: str | None) -> bool:
         return answer is not None and task.is_equivalent(answer, problem.answer)
 
-    if not multi_agent:
-        return {"generator": chain.generator, "answer": chain.generator_answer,
-                "correct": grade(chain.generator_answer)}
-    return {
-        "generator": chain.generator,
-        "generator_answer": chain.generator_answer,
-        "generator_correct": grade(chain.generator_answer),
-        "verifier": chain.verifier,
-        "verifier_answer": task.critique_answer(chain.verifier) if chain.verifier else None,
-        "refiner": chain.refiner,
-        "answer": chain.refiner_answer,
-        "correct": grade(chain.refiner_answer),
-    }
+    view: dict[str, Any] = {}
+    latest: str | None = None
+    for i, (role, step) in enumerate(zip(roles, chain.steps, strict=False)):
+        last = i == len(roles) - 1
+        answer = step.answer if role.answers else task.critique_answer(step.text)
+        if role.answers:
+            latest = answer
+        view[role.name] = step.text
+        if last:
+            view["answer"] = answer if role.answers or answer is not None else latest
+            view["correct"] = grade(view["answer"])
+        else:
+            view[answer_key(role.name, False)] = answer
+            if role.answers:
+                view[f"{role.name}_correct"] = grade(answer)
+    return view
 
 
 def method_record(
-    method: Method, problem: Problem, chains: Sequence[Chain], k: int, task: Task
+    method: Method, chain: RoleChain, problem: Problem, chains: Sequence[Chain], k: int,
+    task: Task,
 ) -> dict[str, Any]:
     """The record of one question under `method`: chain 0 alone, or a vote over k chains."""
+    roles = method.chain(chain)
     used = list(chains[:k] if method.vote else chains[:1])
-    views = [chain_view(c, method.multi_agent, problem, task) for c in used]
+    views = [chain_view(c, roles, problem, task) for c in used]
     vote = majority_vote([v["answer"] for v in views], task.is_equivalent)
     correct = vote.answer is not None and task.is_equivalent(vote.answer, problem.answer)
     record = {
@@ -80,17 +89,18 @@ def method_record(
         "no_answer": vote.answer is None,
         "correct": bool(correct),
     }
-    if method.multi_agent:
-        record["turns"] = turn_votes(views, problem, task)
+    if len(roles) > 1:
+        record["turns"] = turn_votes(views, roles.names, problem, task)
     return record
 
 
-def seed_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Accuracy, counts, unanswered questions; for G -> V -> R, what refinement did.
+def seed_summary(records: Sequence[Mapping[str, Any]], roles: RoleChain) -> dict[str, Any]:
+    """Accuracy, counts, unanswered questions; for a multi-agent method, what the roles after
+    the first did.
 
-    `fixed` counts chains whose generator answer was wrong and final answer right, `broken`
-    the reverse, over every chain of every question; `turnwise` is the vote's accuracy after
-    each turn (see `malt.evaluate.turns`).
+    `fixed` counts chains whose first role's answer (G's) was wrong and final answer right,
+    `broken` the reverse, over every chain of every question; `turnwise` is the vote's
+    accuracy after each turn (see `malt.evaluate.turns`).
     """
     n = len(records)
     correct = sum(1 for r in records if r["correct"])
@@ -103,12 +113,13 @@ def seed_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "chain_accuracy": _rate(sum(c["correct"] for r in records for c in r["chains"]),
                                 sum(len(r["chains"]) for r in records)),
     }
-    chains = [c for r in records for c in r["chains"] if "generator_correct" in c]
+    first = f"{roles.roles[0].name}_correct"
+    chains = [c for r in records for c in r["chains"] if first in c]
     if chains:
-        out["fixed"] = sum(1 for c in chains if c["correct"] and not c["generator_correct"])
-        out["broken"] = sum(1 for c in chains if c["generator_correct"] and not c["correct"])
+        out["fixed"] = sum(1 for c in chains if c["correct"] and not c[first])
+        out["broken"] = sum(1 for c in chains if c[first] and not c["correct"])
     if records and all("turns" in r for r in records):
-        out.update(turnwise_seed(records))
+        out.update(turnwise_seed(records, [r.name for r in roles if not r.answers]))
     return out
 
 
@@ -118,6 +129,7 @@ def _rate(a: int, b: int) -> float:
 
 def build_results(
     methods: Sequence[Method],
+    chain: RoleChain,
     records: Mapping[tuple[str, int], Sequence[Mapping[str, Any]]],
     seeds: Sequence[int],
     samples: int,
@@ -127,12 +139,17 @@ def build_results(
     """Per-method mean/std over seeds (overall and per turn); paired bootstrap CI of MALT - each."""
     table: dict[str, Any] = {}
     for m in methods:
-        per_seed = {str(s): seed_summary(records[(m.name, s)]) for s in seeds}
+        roles = m.chain(chain)
+        per_seed = {str(s): seed_summary(records[(m.name, s)], roles) for s in seeds}
         mean, std = mean_std([v["accuracy"] for v in per_seed.values()])
-        table[m.name] = {"label": m.label, "source": m.source, "multi_agent": m.multi_agent,
+        sources = method_roles(m, chain)
+        table[m.name] = {"label": m.label, "group": m.group, "roles": list(roles.names),
+                         "chain": roles.describe(), "sources": sources,
+                         "source": _one_source(sources), "multi_agent": len(roles) > 1,
                          "vote": m.vote, "per_seed": per_seed, "mean": mean, "std": std}
         if all("turnwise" in v for v in per_seed.values()):
             table[m.name]["turnwise"] = turnwise_over_seeds(per_seed)
+            table[m.name]["turn_labels"] = {r.name: f"after {r.letter.upper()}" for r in roles}
     out: dict[str, Any] = {"methods": table, "order": [m.name for m in methods]}
     if REFERENCE in table:
         ref = _units(records, REFERENCE, seeds)
@@ -145,6 +162,12 @@ def build_results(
             },
         }
     return out
+
+
+def _one_source(sources: Mapping[str, str]) -> str:
+    """`base`, `sft` or `final` when every role has it, else `mixed`."""
+    kinds = set(sources.values())
+    return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
 def _units(

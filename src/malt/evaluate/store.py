@@ -1,7 +1,7 @@
 """The eval folder on disk: cached chain chunks, per-method records, and resume settings.
 
     <run_dir>/eval/settings.json                       what the results were made with
-    <run_dir>/eval/chains/<source>/seed<S>/chunk-NNNNN.jsonl   sampled chains, per chunk
+    <run_dir>/eval/chains/<group>/seed<S>/chunk-NNNNN.jsonl    sampled chains, per chunk
     <run_dir>/eval/records/<method>/seed<S>.jsonl      per-question records
     <run_dir>/eval/results.json                        the table and the comparisons
 
@@ -29,8 +29,10 @@ def records_path(eval_dir: Path, method: str, seed: int) -> Path:
     return eval_dir / "records" / method / f"seed{seed}.jsonl"
 
 
-def chunk_path(eval_dir: Path, source: str, seed: int, index: int) -> Path:
-    return eval_dir / "chains" / source / f"seed{seed}" / f"chunk-{index:05d}.jsonl"
+def chunk_path(eval_dir: Path, group: str, seed: int, index: int) -> Path:
+    """A chunk of one group's chains (`malt.evaluate.methods.groups`: `base`, `sft`, `final`
+    for the whole chain from one source)."""
+    return eval_dir / "chains" / group / f"seed{seed}" / f"chunk-{index:05d}.jsonl"
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -49,12 +51,12 @@ def records_complete(path: Path, problems: Sequence[Problem]) -> bool:
 def current_layout(row: dict[str, Any]) -> bool:
     """False for a multi-agent record written before turn-wise votes (rebuilt from the chains).
 
-    >>> current_layout({"chains": [{"generator": "g", "verifier": "v"}]})
+    >>> current_layout({"chains": [{"generator": "g", "generator_answer": "1", "answer": "1"}]})
     False
-    >>> current_layout({"chains": [{"generator": "g"}]})
+    >>> current_layout({"chains": [{"generator": "g", "answer": "1"}]})
     True
     """
-    multi = any("verifier" in c for c in row.get("chains", ()))
+    multi = any(k.endswith("_answer") for c in row.get("chains", ()) for k in c)
     return not multi or "turns" in row
 
 
@@ -63,9 +65,9 @@ def write_records(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def load_chunk(
-    path: Path, problems: Sequence[Problem], k: int, multi_agent: bool
+    path: Path, problems: Sequence[Problem], k: int, roles: Sequence[str]
 ) -> list[list[Chain]] | None:
-    """A cached chunk when it covers these questions with enough chains, else None."""
+    """A cached chunk when it covers these questions with k chains of these roles, else None."""
     if not path.is_file():
         return None
     rows = [row for _, row in read_jsonl(path)]
@@ -75,7 +77,7 @@ def load_chunk(
         chains = [[Chain.from_dict(c) for c in r["chains"]] for r in rows]
     except (KeyError, TypeError):
         return None  # a foreign or older layout: sample this chunk again
-    if any(len(cs) < k or (multi_agent and any(c.refiner is None for c in cs)) for cs in chains):
+    if any(len(cs) < k or any(c.roles != tuple(roles) for c in cs) for cs in chains):
         return None
     return chains
 

@@ -1,11 +1,12 @@
-"""Turn-wise accuracy (the paper's Fig. 3): how right the vote is after G, after V, after R.
+"""Turn-wise accuracy (the paper's Fig. 3): how right the vote is after each role of a chain.
 
 For one question under a multi-agent method, the chains the method uses (all k with a vote,
-chain 0 without) are voted on three times with the ordinary majority vote: over the
-generators' answers (after G), over the answers the critiques state themselves (after V, via
-`Task.critique_answer`; a critique that states none abstains) and over the refiners' final
-answers (after R, the method's own vote). A method whose critiques never state an answer has
-no "after V" accuracy: it is None, not 0.
+chain 0 without) are voted on once per role with the ordinary majority vote, over the answers
+the chains state at that turn: an answering role's answer, or for a critic (a role that
+states no answer, the verifier) the answer its critique states itself (`Task.critique_answer`;
+a critique that states none abstains); the last turn is the method's own vote. A critic whose
+critiques never state an answer has no accuracy: it is None, not 0. With G -> V -> R the
+turns are after G, after V and after R.
 """
 
 from __future__ import annotations
@@ -15,25 +16,31 @@ from typing import Any
 
 from malt.evaluate.stats import mean_std
 from malt.evaluate.vote import majority_vote
-from malt.records import GENERATOR, REFINER, ROLES, VERIFIER, Problem
+from malt.records import Problem
 from malt.tasks.base import Task
 
-# Which answer of a record's chain view each turn votes over.
-TURN_ANSWER = {GENERATOR: "generator_answer", VERIFIER: "verifier_answer", REFINER: "answer"}
+
+def answer_key(role: str, last: bool) -> str:
+    """Which answer of a record's chain view a role's turn votes over."""
+    return "answer" if last else f"{role}_answer"
 
 
-def turn_votes(views: Sequence[Mapping[str, Any]], problem: Problem, task: Task) -> dict[str, Any]:
+def turn_votes(views: Sequence[Mapping[str, Any]], roles: Sequence[str], problem: Problem,
+               task: Task) -> dict[str, Any]:
     """Per turn, the vote over the chains' answers at that turn and whether it is right."""
     out = {}
-    for role in ROLES:
-        vote = majority_vote([v.get(TURN_ANSWER[role]) for v in views], task.is_equivalent)
+    for i, role in enumerate(roles):
+        key = answer_key(role, i == len(roles) - 1)
+        vote = majority_vote([v.get(key) for v in views], task.is_equivalent)
         right = vote.answer is not None and task.is_equivalent(vote.answer, problem.answer)
         out[role] = {"vote": vote.answer, "correct": bool(right)}
     return out
 
 
-def turnwise_seed(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One seed's accuracy after each turn and how many critiques stated an answer.
+def turnwise_seed(records: Sequence[Mapping[str, Any]], critics: Sequence[str] = ("verifier",)
+                  ) -> dict[str, Any]:
+    """One seed's accuracy after each turn and how many of each critic's critiques stated an
+    answer (`<critic>_answers`).
 
     >>> rec = lambda g, v, r, said: {"turns": {"generator": {"correct": g},
     ...     "verifier": {"correct": v}, "refiner": {"correct": r}},
@@ -44,14 +51,19 @@ def turnwise_seed(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     True
     """
     n = len(records)
-    stated = sum(1 for r in records for c in r["chains"] if c.get("verifier_answer") is not None)
+    roles = list(records[0]["turns"]) if records else []
     acc: dict[str, float | None] = {
         role: sum(1 for r in records if r["turns"][role]["correct"]) / n if n else 0.0
-        for role in ROLES
+        for role in roles
     }
-    if not stated:
-        acc[VERIFIER] = None
-    return {"turnwise": acc, "verifier_answers": stated}
+    out: dict[str, Any] = {"turnwise": acc}
+    for critic in (c for c in critics if c in acc):
+        key = answer_key(critic, critic == roles[-1])
+        stated = sum(1 for r in records for c in r["chains"] if c.get(key) is not None)
+        if not stated:
+            acc[critic] = None
+        out[f"{critic}_answers"] = stated
+    return out
 
 
 def turnwise_over_seeds(per_seed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -66,7 +78,8 @@ def turnwise_over_seeds(per_seed: Mapping[str, Mapping[str, Any]]) -> dict[str, 
     ({'mean': 0.6, 'std': 0.141421356237}, None, {'mean': 0.7, 'std': 0.0})
     """
     out: dict[str, Any] = {}
-    for role in ROLES:
+    roles = next(iter(per_seed.values()))["turnwise"] if per_seed else {}
+    for role in roles:
         values = [s["turnwise"][role] for s in per_seed.values()]
         if all(v is None for v in values):
             out[role] = None

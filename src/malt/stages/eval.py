@@ -1,8 +1,9 @@
 """`malt eval`: the paper's settings on the test split, per-question records, results JSON.
 
-For each method source (base models, STaR SFT adapters, MALT final adapters) one backend is
+For each group of methods that share chains (`malt.evaluate.methods.groups`: with the default
+Table 1, the base models, the STaR SFT adapters and the MALT final adapters) one backend is
 built and, per seed, k chains are sampled for every question in chunks of `eval.chunk_size`;
-each method's records are then read off those chains (see `malt.evaluate.methods`). Reruns
+each method's records are then read off those chains. Reruns
 resume: finished chunks and finished (method, seed) record files are kept and skipped, as
 long as the settings and every model (by content: a retrained adapter is another model) are
 those the earlier results were made with; otherwise the run stops in one sentence naming
@@ -23,12 +24,14 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
+from malt.artifacts import models_path, read_models, resolve
 from malt.backends import Backend, ModelSpec, SamplingParams, build_backend
+from malt.chain import RoleChain
 from malt.config import RunConfig, save_config
 from malt.errors import MaltError
 from malt.evaluate import leakage, store
 from malt.evaluate.chains import Chain, run_chains
-from malt.evaluate.methods import Method, by_source, get_methods, source_specs
+from malt.evaluate.methods import Group, Method, get_methods, groups
 from malt.evaluate.scoring import build_results, method_record, select_subset
 from malt.fingerprint import spec_fingerprint
 from malt.io import (
@@ -41,6 +44,7 @@ from malt.io import (
     write_json,
 )
 from malt.records import Problem
+from malt.runspec import chain_of
 from malt.tasks import get_task
 from malt.tasks.base import Task
 
@@ -87,30 +91,30 @@ def run(
     factory = backend_factory or (lambda models: build_backend(
         cfg.backend, models, trust_remote_code=cfg.models.trust_remote_code,
         revision=cfg.models.revision))
-    methods = get_methods(cfg.eval.methods)
+    chain = chain_of(cfg)
+    methods = get_methods(cfg, cfg.eval.methods)
     eval_dir = ensure_writable(cfg.stage_dir("eval"))
     test, problems, leak = load_eval_set(cfg, task)
     subsets = {s: select_subset(problems, cfg.eval.subset_size, s) for s in cfg.eval.seeds}
-    groups = by_source(methods)
-    # Every source's models are read and checked here, so a broken models.json stops the
+    plan = groups(methods, chain)
+    # Every group's models are read and checked here, so a broken models.json stops the
     # run before the base methods spend their time.
-    specs = {source: source_specs(cfg, source, sorted({r for m in group for r in m.roles}))
-             for source, group in groups.items()}
+    specs = group_specs(cfg, plan)
     if restart:
         store.clear(eval_dir)
     settings = {**base_settings(cfg, test), "fingerprints": model_fingerprints(specs)}
     store.check_settings(eval_dir / "settings.json", settings)
-    for source, group in groups.items():
-        pending = [(m, s) for m in group for s in cfg.eval.seeds
+    for group in plan:
+        pending = [(m, s) for m in group.methods for s in cfg.eval.seeds
                    if not store.records_complete(store.records_path(eval_dir, m.name, s),
                                                  subsets[s])]
         if pending:
-            evaluate_source(cfg, task, factory, source, specs[source], pending, subsets,
-                            progress)
+            evaluate_group(cfg, task, chain, factory, group, specs[group.key], pending,
+                           subsets, progress)
     records = {(m.name, s): store.read_records(store.records_path(eval_dir, m.name, s))
                for m in methods for s in cfg.eval.seeds}
-    results = build_results(methods, records, cfg.eval.seeds, cfg.eval.bootstrap_samples,
-                            cfg.eval.confidence, cfg.seed)
+    results = build_results(methods, chain, records, cfg.eval.seeds,
+                            cfg.eval.bootstrap_samples, cfg.eval.confidence, cfg.seed)
     results = {**header(cfg, task, test, problems, subsets), **results, "leakage": leak}
     write_json(eval_dir / "results.json", results)
     save_config(cfg, eval_dir / "config.yaml")
@@ -195,15 +199,24 @@ def overlap(cfg: RunConfig, problems: Sequence[Problem]) -> dict[str, Any] | Non
     return found
 
 
+def group_specs(cfg: RunConfig, plan: Sequence[Group]) -> dict[str, dict[str, ModelSpec]]:
+    """For each group, the checked ModelSpec of each role it runs (models.json read once)."""
+    needs_trained = any(src != "base" for g in plan for src in g.sources)
+    trained = read_models(models_path(cfg.run_dir)) if needs_trained else {}
+    return {g.key: {role: resolve(cfg, slot, source, trained)
+                    for role, (slot, source) in g.specs_needed().items()} for g in plan}
+
+
 def model_fingerprints(specs: Mapping[str, Mapping[str, ModelSpec]]) -> dict[str, Any]:
-    """Each source's model and adapter of each role, by content ("the verifier's final adapter")."""
+    """Each group's model and adapter of each role, by content ("the verifier's final
+    adapter"; the group is named when it mixes sources)."""
     out: dict[str, Any] = {}
-    for source, by_role in specs.items():
+    for key, by_role in specs.items():
         for role, spec in by_role.items():
             fp = spec_fingerprint(spec.model, spec.adapter)
-            out[f"the {role}'s {source} model"] = fp["model"]
+            out[f"the {role}'s {key} model"] = fp["model"]
             if fp["adapter"] is not None:
-                out[f"the {role}'s {source} adapter"] = fp["adapter"]
+                out[f"the {role}'s {key} adapter"] = fp["adapter"]
     return out
 
 
@@ -224,40 +237,41 @@ def header(cfg: RunConfig, task: Task, test: leakage.Source, problems: Sequence[
             "subset_size": cfg.eval.subset_size, "confidence": cfg.eval.confidence}
 
 
-def evaluate_source(
+def evaluate_group(
     cfg: RunConfig,
     task: Task,
+    chain: RoleChain,
     factory: BackendFactory,
-    source: str,
+    group: Group,
     specs: Mapping[str, ModelSpec],
     pending: Sequence[tuple[Method, int]],
     subsets: Mapping[int, Sequence[Problem]],
     progress: bool = False,
 ) -> None:
-    """Sample the chains one method source needs and write its pending record files."""
-    multi = any(m.multi_agent for m, _ in pending)
+    """Sample the chains one group needs and write its pending record files."""
     k = cfg.eval.chains if any(m.vote for m, _ in pending) else 1
-    roles = sorted({r for m, _ in pending for r in m.roles})
+    longest = max(len(m.chain(chain)) for m, _ in pending)
+    roles = group.chain.prefix(longest)
     eval_dir = cfg.stage_dir("eval")
-    backend = factory({r: specs[r] for r in roles})
+    backend = factory({r.name: specs[r.name] for r in roles})
     try:
         for seed in sorted({s for _, s in pending}):
             bar = tqdm(total=len(subsets[seed]), unit="q", disable=not progress,
-                       desc=f"eval {source} models, seed {seed}")
+                       desc=f"eval {group.key} models, seed {seed}")
             with bar:
-                chains = sample_seed(cfg, task, backend, source, subsets[seed], k, multi, seed,
-                                     bar.update)
+                chains = sample_seed(cfg, task, backend, group.key, roles, subsets[seed], k,
+                                     seed, bar.update)
             for m, s in pending:
                 if s == seed:
-                    rows = [method_record(m, p, cs, cfg.eval.chains, task)
+                    rows = [method_record(m, chain, p, cs, cfg.eval.chains, task)
                             for p, cs in zip(subsets[seed], chains, strict=True)]
                     store.write_records(store.records_path(eval_dir, m.name, seed), rows)
     finally:
         backend.close()
 
 
-def sample_seed(cfg: RunConfig, task: Task, backend: Backend, source: str,
-                problems: Sequence[Problem], k: int, multi: bool, seed: int,
+def sample_seed(cfg: RunConfig, task: Task, backend: Backend, key: str, roles: RoleChain,
+                problems: Sequence[Problem], k: int, seed: int,
                 done: Callable[[int], Any] = lambda n: None) -> list[list[Chain]]:
     """Chains for every problem of one seed, chunk by chunk, reusing finished chunks."""
     e, size = cfg.eval, cfg.eval.chunk_size
@@ -266,10 +280,10 @@ def sample_seed(cfg: RunConfig, task: Task, backend: Backend, source: str,
     out: list[list[Chain]] = []
     for index, start in enumerate(range(0, len(problems), size)):
         chunk = problems[start:start + size]
-        path = store.chunk_path(cfg.stage_dir("eval"), source, seed, index)
-        chains = store.load_chunk(path, chunk, k, multi)
+        path = store.chunk_path(cfg.stage_dir("eval"), key, seed, index)
+        chains = store.load_chunk(path, chunk, k, roles.names)
         if chains is None:
-            chains = run_chains(backend, task, chunk, k, multi, params, seed)
+            chains = run_chains(backend, task, chunk, roles, k, params, seed)
             store.save_chunk(path, chunk, chains)
         out += chains
         done(len(chunk))

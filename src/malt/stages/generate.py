@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from malt.backends.base import Backend, ModelSpec, SamplingParams
+from malt.backends.base import Backend, ModelSpec
 from malt.config import RunConfig, save_config, to_dict
 from malt.errors import MaltError
 from malt.fingerprint import check_unchanged, config_inputs, model_fingerprint
@@ -35,7 +35,8 @@ from malt.io import (
     write_json,
     write_trees,
 )
-from malt.records import REFINER, ROLES, Problem, Tree
+from malt.records import Problem, Tree
+from malt.runspec import chain_of, sampling_of
 from malt.sampling import SampleStats, sample_trees
 from malt.tasks import get_task
 from malt.tasks.base import Task
@@ -45,6 +46,7 @@ STAGE = "generate"
 # task.limit_train is not among them: a larger limit extends a finished run.
 FINGERPRINT_KEYS = (
     "seed",
+    "chain",
     "task.name",
     "task.train",
     "task.test",
@@ -134,7 +136,8 @@ def _generate_chunks(
     """Sample and write each pending chunk, with a progress bar of questions and tokens/s."""
     from tqdm.auto import tqdm
 
-    sampling = sampling_params(cfg)
+    chain = chain_of(cfg)
+    sampling = sampling_of(cfg, chain)
     total = sum(len(c) for c in chunks)
     done = total - sum(len(chunks[i]) for i in pending)
     stats = SampleStats()
@@ -144,35 +147,24 @@ def _generate_chunks(
     ) as bar:
 
         def on_level(role: str, generations: int, tokens: int) -> None:
-            stats.generations[role] += generations
-            stats.tokens[role] += tokens
+            stats.count(role, generations, tokens)
             rate = stats.total_tokens / max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix_str(f"{role[0].upper()} level, {rate:,.0f} tok/s")
+            bar.set_postfix_str(f"{chain.role(role).letter.upper()} level, {rate:,.0f} tok/s")
 
         for i in pending:
-            trees, _ = sample_trees(task, chunks[i], backend, sampling, cfg.seed, on_level)
+            trees, _ = sample_trees(task, chunks[i], backend, sampling, cfg.seed, on_level,
+                                    chain=chain)
             write_trees(shard_path(out, i), trees)
             on_shard(i, trees)
             bar.update(len(chunks[i]))
     return stats
 
 
-def sampling_params(cfg: RunConfig) -> dict[str, SamplingParams]:
-    """Per-role SamplingParams from `generate.<role>`."""
-    out = {}
-    for role in ROLES:
-        s = cfg.generate.role(role)
-        out[role] = SamplingParams(
-            n=s.n, temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens
-        )
-    return out
-
-
 def build_run_backend(cfg: RunConfig) -> Backend:
-    """The configured backend with each role's model (no adapters before training)."""
+    """The configured backend with each role's base model (no adapters before training)."""
     from malt.backends import build_backend
 
-    models = {role: ModelSpec(cfg.models.for_role(role)) for role in ROLES}
+    models = {r.name: ModelSpec(cfg.models.for_role(r.model)) for r in chain_of(cfg)}
     return build_backend(
         cfg.backend,
         models,
@@ -210,7 +202,8 @@ def shard_path(out: Path, index: int) -> Path:
 
 def consumed_inputs(cfg: RunConfig) -> dict[str, Any]:
     """What the trees depend on: the sampling settings and each role's model, by content."""
-    models = {f"the {role} model": model_fingerprint(cfg.models.for_role(role)) for role in ROLES}
+    models = {f"the {slot} model": model_fingerprint(cfg.models.for_role(slot))
+              for slot in chain_of(cfg).models}
     return {**config_inputs(to_dict(cfg), FINGERPRINT_KEYS), **models}
 
 
@@ -292,7 +285,7 @@ def shard_done(path: Path, chunk: Sequence[Problem]) -> bool:
 
 def tree_stats(task: Task, trees: Sequence[Tree]) -> dict[str, int]:
     """Totals of one shard: trees, leaves, correct leaves (graded here), generated tokens."""
-    leaves = [(leaf, t.problem) for t in trees for leaf in t.by_role(REFINER)]
+    leaves = [(leaf, t.problem) for t in trees for leaf in t.nodes[-t.branching.leaves:]]
     return {
         "trees": len(trees),
         "leaves": len(leaves),
@@ -348,7 +341,8 @@ def run_manifest(
                 "sample j = derive_seed(prompt seed, j)"
             ),
             "backend": cfg.backend.name,
-            "models": {role: describe_model(cfg.models.for_role(role)) for role in ROLES},
+            "models": {slot: describe_model(cfg.models.for_role(slot))
+                       for slot in chain_of(cfg).models},
             "dataset": describe_file(source),
             "questions": questions,
             "chunk_size": cfg.generate.chunk_size,

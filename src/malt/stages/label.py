@@ -2,9 +2,10 @@
 
 Reads `<run_dir>/generate/` (or `--trees PATH`) one tree at a time and streams every output,
 so memory stays flat however large the forest. Writes into `<run_dir>/label/`:
-`sft_<role>.jsonl`, `dpo_<role>.jsonl` (TRL conversational formats), `labels.jsonl` (per node:
-answer, reward, value, label), `summary.json` (with `answers`: how many G and R outputs stated
-an answer, none, or one that could not be read; `lengths`: per role, p50/p95/max tokens of
+`sft_<slot>.jsonl`, `dpo_<slot>.jsonl` (TRL conversational formats; one per model slot of the
+chain, `malt.chain`: per role with the default G -> V -> R), `labels.jsonl` (per node:
+answer, reward, value, label), `summary.json` (with `answers`: how many outputs of answering roles
+stated an answer, none, or one that could not be read; `lengths`: per model slot, p50/p95/max tokens of
 the SFT rows and DPO pairs under the role model's tokenizer and how many `train.max_length`
 would leave out, see `malt.lengths`; `paper_pairs_per_role`: the paper's pair counts to compare
 with `dpo_pairs`), `config.yaml` and `manifest.json` (with `consumed`: the settings and each
@@ -21,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from malt.chain import RoleChain
 from malt.config import RunConfig, save_config, to_dict
 from malt.credit import label_tree
 from malt.errors import MaltError
@@ -36,13 +38,14 @@ from malt.io import (
     write_json,
 )
 from malt.lengths import LengthMeter, load_tokenizer, warning_lines
-from malt.records import GENERATOR, REFINER, VERIFIER, Tree
-from malt.roledata import RoleStats, dpo_row, preference_pairs, sft_nodes, sft_row
+from malt.records import Tree
+from malt.roledata import RoleStats, dpo_row, pair_roles, preference_pairs, sft_nodes, sft_row
+from malt.runspec import chain_of
 from malt.tasks import get_task
 from malt.tasks.grading import STATUSES
 
 # What the role datasets depend on besides the trees (recorded in the manifest).
-CONSUMED_SETTINGS = ("seed", "task.name", "credit", "data")
+CONSUMED_SETTINGS = ("seed", "task.name", "chain", "credit", "data")
 SFT_COLUMNS = ("prompt", "completion")
 DPO_COLUMNS = ("prompt", "chosen", "rejected")
 # MALT (Motwani et al.): "roughly 2k-6k pairs per role and benchmark".
@@ -82,15 +85,16 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
     source = Path(trees) if trees is not None else cfg.stage_dir("generate")
     out = ensure_writable(cfg.stage_dir("label"))
     task = get_task(cfg.task.name)
-    dpo_roles = (GENERATOR, VERIFIER, REFINER) if cfg.data.generator_pairs else (VERIFIER, REFINER)
+    chain = chain_of(cfg)
+    dpo_slots = tuple(dict.fromkeys(chain.role(r).model for r in pair_roles(chain)))
     writers = {
-        **{f"sft_{r}": DatasetWriter(out / f"sft_{r}", cfg.data.format, SFT_COLUMNS)
-           for r in (GENERATOR, VERIFIER, REFINER)},
-        **{f"dpo_{r}": DatasetWriter(out / f"dpo_{r}", cfg.data.format, DPO_COLUMNS)
-           for r in dpo_roles},
+        **{f"sft_{m}": DatasetWriter(out / f"sft_{m}", cfg.data.format, SFT_COLUMNS)
+           for m in chain.models},
+        **{f"dpo_{m}": DatasetWriter(out / f"dpo_{m}", cfg.data.format, DPO_COLUMNS)
+           for m in dpo_slots},
     }
-    meters, lengths = length_meters(cfg, dpo_roles)
-    stats, errors, answers = RoleStats(), [], Counter()
+    meters, lengths = length_meters(cfg, chain.models, dpo_slots)
+    stats, errors, answers = RoleStats(chain), [], Counter()
     start = time.perf_counter()
     try:
         with atomic_open(out / "labels.jsonl") as labels:
@@ -98,8 +102,9 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
                 if isinstance(item, MaltError):
                     errors.append(str(item))
                     continue
-                tree = label_tree(item, task, cfg.credit.pooling, cfg.credit.threshold, answers)
-                _write_tree(tree, writers, stats, cfg, dpo_roles, meters)
+                tree = label_tree(item, task, cfg.credit.pooling, cfg.credit.threshold,
+                                  answers, chain=chain)
+                _write_tree(tree, writers, stats, cfg, chain, meters)
                 labels.write(dumps(_labels_row(tree)) + "\n")
     except BaseException:
         for w in writers.values():
@@ -113,7 +118,7 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
         **stats.to_dict(),
         "paper_pairs_per_role": list(PAPER_PAIRS_PER_ROLE),
         "lengths": lengths,
-        "answers": {status: answers[status] for status in STATUSES},  # G and R outputs
+        "answers": {status: answers[status] for status in STATUSES},  # answering roles' outputs
         "malformed_trees": len(errors),
         "seconds": round(time.perf_counter() - start, 3),
         "files": files,
@@ -129,17 +134,17 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
     return summary
 
 
-def length_meters(cfg: RunConfig, dpo_roles: tuple[str, ...]
+def length_meters(cfg: RunConfig, slots: tuple[str, ...], dpo_slots: tuple[str, ...]
                   ) -> tuple[dict[str, LengthMeter], dict[str, dict[str, Any]]]:
-    """A meter per role dataset (named like its file) and each role's length report so far.
+    """A meter per dataset (named like its file) and each model slot's length report so far.
 
-    Only tokenizers are loaded, once per model; a role whose model is not set or whose
+    Only tokenizers are loaded, once per model; a slot whose model is not set or whose
     tokenizer cannot be loaded gets a note instead of lengths.
     """
     tokenizers: dict[str, tuple[Any, str | None]] = {}
     meters: dict[str, LengthMeter] = {}
     lengths: dict[str, dict[str, Any]] = {}
-    for role in (GENERATOR, VERIFIER, REFINER):
+    for role in slots:
         try:
             model = cfg.models.for_role(role)
         except MaltError as e:
@@ -154,31 +159,32 @@ def length_meters(cfg: RunConfig, dpo_roles: tuple[str, ...]
             continue
         lengths[role] = {"tokenizer": model}
         meters[f"sft_{role}"] = LengthMeter(tok, "sft", cfg.train.max_length)
-        if role in dpo_roles:
+        if role in dpo_slots:
             meters[f"dpo_{role}"] = LengthMeter(tok, "dpo", cfg.train.max_length)
     return meters, lengths
 
 
 def _write_tree(tree: Tree, writers: dict[str, DatasetWriter], stats: RoleStats,
-                cfg: RunConfig, dpo_roles: tuple[str, ...], meters: dict[str, LengthMeter]) -> None:
+                cfg: RunConfig, chain: RoleChain, meters: dict[str, LengthMeter]) -> None:
     stats.add_tree(tree)
+    slot = {r.name: r.model for r in chain}
     for node in sft_nodes(tree):
         row = sft_row(node)
-        writers[f"sft_{node.role}"].write(row)
-        if meter := meters.get(f"sft_{node.role}"):
+        writers[f"sft_{slot[node.role]}"].write(row)
+        if meter := meters.get(f"sft_{slot[node.role]}"):
             meter.add(row)
-        stats.sft_rows[node.role] += 1
-    seen_roles = set()
-    pairs = preference_pairs(tree, cfg.data.max_pairs_per_parent, cfg.seed, dpo_roles)
+        stats.sft_rows[slot[node.role]] += 1
+    seen = set()
+    pairs = preference_pairs(tree, cfg.data.max_pairs_per_parent, cfg.seed, pair_roles(chain))
     for chosen, rejected in pairs:
         row = dpo_row(chosen, rejected)
-        writers[f"dpo_{chosen.role}"].write(row)
-        if meter := meters.get(f"dpo_{chosen.role}"):
+        writers[f"dpo_{slot[chosen.role]}"].write(row)
+        if meter := meters.get(f"dpo_{slot[chosen.role]}"):
             meter.add(row)
-        stats.dpo_pairs[chosen.role] += 1
-        seen_roles.add(chosen.role)
-    for role in dpo_roles:
-        stats.trees_without_pairs[role] += role not in seen_roles
+        stats.dpo_pairs[slot[chosen.role]] += 1
+        seen.add(slot[chosen.role])
+    for name in stats.trees_without_pairs:
+        stats.trees_without_pairs[name] += name not in seen
 
 
 def _labels_row(tree: Tree) -> dict[str, Any]:

@@ -22,15 +22,16 @@ from typing import Any
 from malt.config import RunConfig, save_config
 from malt.errors import MaltError
 from malt.io import ensure_writable, manifest, write_json
-from malt.records import ROLES
+from malt.runspec import chain_of
 
 ALL = "all"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The stage's own flags."""
-    parser.add_argument("--role", choices=[*ROLES, ALL], default=ALL,
-                        help="which role to train (default: all three, in order)")
+    parser.add_argument("--role", default=ALL,
+                        help="which model slot of the chain to train (default: all, in chain "
+                             "order; with G -> V -> R: generator, verifier or refiner)")
     parser.add_argument("--restart", action="store_true",
                         help="train the role(s) again from scratch (needed when the role data "
                              "or a setting changed); the old result stays until the new is done")
@@ -45,23 +46,26 @@ def main(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any] | None:
 
     if args.resume and args.restart:
         raise MaltError("--resume and --restart: choose one")
-    roles = ROLES if args.role == ALL else (args.role,)
+    roles = chain_of(cfg).models if args.role == ALL else (args.role,)
     summary = run(cfg, roles=roles, restart=args.restart, progress=not args.no_progress)
     return summary if process_state().is_main_process else None  # one summary per launch
 
 
-def run(cfg: RunConfig, roles: tuple[str, ...] | list[str] = ROLES, *, restart: bool = False,
-        callbacks: list | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train `roles` in order; returns {role: metrics} plus where models.json was written.
+def run(cfg: RunConfig, roles: tuple[str, ...] | list[str] | None = None, *,
+        restart: bool = False, callbacks: list | None = None, progress: bool = True
+        ) -> dict[str, Any]:
+    """Train model slots `roles` in order (default: every slot of the chain); returns
+    {slot: metrics} plus where models.json was written.
 
     Each phase shows one progress bar ("verifier DPO": steps and loss) unless `progress` is
     False; TRL's own log lines and the libraries' bars stay off either way.
     """
-    from malt.train.models_json import models_path, read_models
+    from malt.artifacts import models_path, read_models
     from malt.train.progress import quiet_libraries
     from malt.train.role import train_role
     from malt.train.settings import process_state
 
+    roles = chain_of(cfg).models if roles is None else tuple(roles)
     check_inputs(cfg, roles)
     out = cfg.stage_dir("train")
     read_models(models_path(cfg.run_dir), missing_ok=True)  # a broken file stops us here
@@ -91,9 +95,11 @@ def check_inputs(cfg: RunConfig, roles: tuple[str, ...] | list[str]) -> None:
     label_dir = cfg.stage_dir("label")
     if not label_dir.is_dir():
         raise MaltError(f"{label_dir}: no label stage output (run `malt label` first)")
-    unknown = [r for r in roles if r not in ROLES]
+    slots = chain_of(cfg).models
+    unknown = [r for r in roles if r not in slots]
     if unknown:
-        raise MaltError(f"--role: unknown role {unknown[0]!r} (known: {', '.join(ROLES)})")
+        raise MaltError(f"--role: unknown model slot {unknown[0]!r} (the chain's: "
+                        f"{', '.join(slots)})")
     ensure_writable(cfg.stage_dir("train"))
     for role in roles:
         cfg.models.for_role(role)  # a role without a model is named before any data is read
@@ -102,7 +108,7 @@ def check_inputs(cfg: RunConfig, roles: tuple[str, ...] | list[str]) -> None:
 
 def update_models(cfg: RunConfig, role: str, result) -> None:
     """Record `role`'s ModelSpecs in models.json, keeping the other roles' entries."""
-    from malt.train.models_json import models_path, update_role
+    from malt.artifacts import models_path, update_role
 
     specs = {"sft": result.sft, "final": result.final}
     if result.merged is not None:

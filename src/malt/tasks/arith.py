@@ -7,20 +7,24 @@ within a problem. The split of a problem is a hash of its canonical text, so tra
 can never share a question, whatever the seeds.
 
 Role formats: one step per line, each line the state after that step, right-aligned so that
-every line has the same width and each step is a local computation on the line above it:
+every line has the same width and each step is a local computation on the line above it.
 
-    G and R:      47+8-3+5      V (re-derives each line, marks it against G's line):
-                    55-3+5       47+8-3+5 ok
-                      52+5         55-3+5 ok
-                        58           52+5 ok
-              Answer: 58               57 no
-                                 Wrong at step 3.
+    G (sees the question)   V (sees G's final answer, then the question)
+       47+8-3+5                47+8-3+5
+         55-3+5                  55-3+5
+           52+5                    52+5
+             58                      57
+    Answer: 58                      5 7
+                            G     5=8x
+                                     no
 
-V's lines have the width of G's, so V can compute its line k from its own line k-1 exactly
-as G does (the same relative positions), and each mark compares with G's line k at a fixed
-distance back: checking is the solving skill plus a fixed-offset comparison. Measured on the
-shipped base, the tiny model still takes the shortcut the same geometry offers: 89% of its
-V values equal G's line, so its marks carry no signal (README, "The embedded world").
+V re-derives the answer itself, spells it out, writes G's answer under it with each digit
+under V's digit of the same place and a mark after it (`=` same, `x` different), and states
+its verdict (`ok` / `no`) under the marks. V never sees G's working, so it cannot copy G's
+lines: an earlier format that showed them was copied (89% of the tiny model's V values
+equalled G's) and its verdicts carried no signal. R sees G's answer, V's verdict and the
+question: it keeps G's answer when V agrees (`Answer: 58`) and re-derives the solution in
+G's format when V disagrees.
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ from malt.tasks.base import RolePrompts, Task, field_str
 NAME = "arith"
 LOW, HIGH = 10, 99  # every correct running value stays 2-digit
 TEST_PERCENT = 20  # share of the problem space assigned to the test split
-OK, NOT = "ok", "no"
 
 Step = tuple[str, int]  # ("+", 8)
 
@@ -184,97 +187,154 @@ def width(n_steps: int) -> int:
     return 2 * n_steps + 3
 
 
-MARK_WIDTH = 3  # " ok" / " no" after a critique line's state; G/R lines are padded to match
+def render_lines(start: int, steps: tuple[Step, ...], results: list[int]) -> list[str]:
+    """The question, then the state after each claimed result, right-aligned to one width."""
+    w = width(len(steps))
+    return [state(start, steps).rjust(w)] + [
+        state(r, steps[k:]).rjust(w) for k, r in enumerate(results, start=1)]
 
 
 def render_solution(start: int, steps: tuple[Step, ...], results: list[int]) -> str:
     """A G/R solution: the question, then the state after each claimed result, then the answer.
 
     >>> print(render_solution(47, (("+", 8), ("-", 3), ("+", 5)), [55, 52, 57]))
-        47+8-3+5
-          55-3+5
-            52+5
-              57
+     47+8-3+5
+       55-3+5
+         52+5
+           57
     Answer: 57
     """
-    w = width(len(steps)) + MARK_WIDTH
-    lines = [state(start, steps).rjust(w)]
-    lines += [state(r, steps[k:]).rjust(w) for k, r in enumerate(results, start=1)]
-    lines.append(f"Answer: {results[-1]}")
-    return "\n".join(lines)
+    return "\n".join([*render_lines(start, steps, results), f"Answer: {results[-1]}"])
 
 
-_STATE = re.compile(r"^\s*(-?\d+)((?:[+-]\d+)*)(?:\s+(ok|no))?\s*$")
+_STATE = re.compile(r"^\s*(-?\d+)((?:[+-]\d+)*)\s*$")
 
 
-def parse_states(text: str) -> list[tuple[int, str, str | None]]:
-    """(value, steps left, check mark) of each state line in a solution or critique.
+def parse_states(text: str) -> list[tuple[int, str]]:
+    """(value, steps left) of each state line in a solution or critique.
 
     >>> parse_states(" 47+8-3+5\\n   55-3+5\\nAnswer: 55")
-    [(47, '+8-3+5', None), (55, '-3+5', None)]
-    >>> parse_states("55-3+5 ok\\n  53+5 no\\nWrong at step 2.")
-    [(55, '-3+5', 'ok'), (53, '+5', 'no')]
+    [(47, '+8-3+5'), (55, '-3+5')]
     """
     out = []
     for line in text.splitlines():
         m = _STATE.match(line)
         if m and len(m.group(1)) <= 18:  # an absurd number is no state (and int() has limits)
-            out.append((int(m.group(1)), m.group(2), m.group(3)))
+            out.append((int(m.group(1)), m.group(2)))
     return out
 
 
-def critique_line(value: int, steps_left: tuple[Step, ...], n_steps: int, claimed: int) -> str:
-    """One line of V's re-derivation: its own state, then `ok` or `no` against G's claim.
+RIGHT, WRONG = "Right.", "Wrong."  # the verdict as R's prompt shows it
+OK, NO = "ok", "no"  # the verdict as V writes it, under its marks
+NONE = "none"  # what V is shown when G's output states no answer
+THEIRS = "G"  # the label of the line where V copies G's answer under its own
 
-    >>> critique_line(52, (("+", 5),), 3, 53)
-    '     52+5 no'
+
+def compare_lines(mine: int, theirs: str, n_steps: int) -> list[str]:
+    """V's answer spelled out, G's answer under it digit by digit with a mark, the verdict.
+
+    V first writes its own answer with a space between the digits. On the next line it
+    copies G's answer so that each of G's digits sits right under V's digit of the same
+    place, and follows each with a mark: `=` when the digit above is the same, `x` when it
+    differs. So every mark compares the character just written with the one straight above
+    it (one line up, same column), the one geometry the tiny model learns to compare
+    (measured: marks comparing digits one column apart stayed at chance). The verdict, `ok`
+    when every mark is `=`, else `no`, goes on the last line, under the marks.
+
+    >>> compare_lines(57, "58", 3)
+    ['      5 7', 'G     5=8x', '         no']
+    >>> compare_lines(57, "57", 3)[1:], compare_lines(57, "47", 3)[1]
+    (['G     5=7=', '         ok'], 'G     4x7=')
+    >>> compare_lines(57, "none", 3)[1:]
+    ['G    none', '         no']
     """
-    mark = OK if value == claimed else NOT
-    return f"{state(value, steps_left).rjust(width(n_steps))} {mark}"
+    w = width(n_steps)
+    a, b = str(mine), theirs
+    k = max(len(a), len(b) if b.isdigit() else 0)
+    spaced = " ".join(a.rjust(k))
+    col = w - len(spaced)  # the column of V's first digit
+    if not b.isdigit():  # G stated no answer: nothing to compare
+        return [spaced.rjust(w), THEIRS + b.rjust(w - len(THEIRS)), NO.rjust(w + 2)]
+    marked = "".join(y + ("=" if x == y else "x") for x, y in zip(a.rjust(k), b.rjust(k),
+                                                                   strict=True))
+    same = a.rjust(k) == b.rjust(k)
+    # The verdict's first letter sits under the last mark.
+    return [spaced.rjust(w), THEIRS.ljust(col) + marked,
+            (OK if same else NO).rjust(col + len(marked) + 1)]
 
 
-def render_critique(lines: list[str]) -> str:
-    """A full critique: V's lines (line 0 restates the question), then a verdict naming the
-    first line marked `no` (step k is line k).
+def render_check(p: Arith, results: list[int], theirs: str) -> str:
+    """A critique: V's own derivation, its answer against G's digit by digit, the verdict.
 
-    >>> print(render_critique([" 47+8-3+5 ok", "   55-3+5 ok", "     52+5 no", "       57 no"]))
-     47+8-3+5 ok
-       55-3+5 ok
-         52+5 no
-           57 no
-    Wrong at step 2.
+    >>> print(render_check(Arith(47, (("+", 8), ("-", 3), ("+", 5))), [55, 52, 57], "58"))
+     47+8-3+5
+       55-3+5
+         52+5
+           57
+          5 7
+    G     5=8x
+             no
     """
-    flagged = [i for i, line in enumerate(lines) if line.endswith(f" {NOT}")]
-    verdict = f"Wrong at step {flagged[0]}." if flagged else RIGHT
-    return "\n".join([*lines, verdict])
+    lines = [*render_lines(p.start, p.steps, results),
+             *compare_lines(results[-1], theirs, len(p.steps))]
+    return "\n".join(lines)
 
 
-RIGHT = "All steps right."
-_VERDICT = re.compile(r"(Wrong at step \d+|All steps right)")
+def render_keep(answer: str) -> str:
+    """R's output when V agrees with G: G's answer, kept.
 
-
-def critique_answer(text: str) -> str | None:
-    """The answer V derived itself: the value of its last line, when no steps are left.
-
-    >>> critique_answer("   55-3+5 ok\\n     52+5 no\\n       57 no\\nWrong at step 2.")
-    '57'
-    >>> critique_answer("   55-3+5 ok") is None, critique_answer("Wrong at step 1.") is None
-    (True, True)
+    >>> render_keep("58")
+    'Answer: 58'
     """
-    states = parse_states(text)
-    return str(states[-1][0]) if states and not states[-1][1] else None
+    return f"Answer: {answer}"
+
+
+_VERDICT = re.compile(r"^\s*(ok|no)\s*$", re.MULTILINE)
 
 
 def critique_flags(text: str) -> bool | None:
-    """True when a critique's verdict says the answer is wrong, None without a verdict.
+    """True when a critique's verdict says G's answer is wrong, None without a verdict.
 
-    >>> critique_flags("55-3+5 ok\\nAll steps right."), critique_flags("Wrong at step 2.")
+    >>> critique_flags("G      57\\n       ==\\n       ok"), critique_flags("       no")
     (False, True)
-    >>> critique_flags("55-3+5 ok") is None
+    >>> critique_flags("       57\\nG      58\\n       =x") is None
     True
     """
     found = _VERDICT.findall(text)
-    return None if not found else found[-1].startswith("Wrong")
+    return None if not found else found[-1] == NO
+
+
+def critique_answer(text: str) -> str | None:
+    """The answer V derived itself (its last state line), or None when it wrote none.
+
+    >>> critique_answer("   52+5\\n     57\\nG    58\\n     =x\\n     no"), critique_answer("no")
+    ('57', None)
+    >>> critique_answer("   52+5\\n     no") is None  # a line with steps left is no answer
+    True
+    """
+    states = parse_states(text)
+    if not states or states[-1][1]:
+        return None
+    return str(states[-1][0])
+
+
+def answer_view(generator: str) -> str:
+    """What V sees of G's output: its final answer (or `none`), never its working.
+
+    >>> answer_view("  47+8\\n    55\\nAnswer: 55"), answer_view("47+8")
+    ('55', 'none')
+    """
+    return extract_answer(generator) or NONE
+
+
+def verdict_view(critique: str) -> str:
+    """What R sees of V's critique: its verdict line (or `none`).
+
+    >>> verdict_view("G      58\\n       =x\\n       no"), verdict_view("G      58")
+    ('Wrong.', 'none')
+    """
+    flag = critique_flags(critique)
+    return NONE if flag is None else WRONG if flag else RIGHT
 
 
 # ---- grading -----------------------------------------------------------------------------
@@ -339,8 +399,12 @@ PROMPTS = RolePrompts(
     verifier_system="Check.",
     refiner_system="Fix.",
     generator_user="{question}",
-    verifier_user="Q: {question}\nA:\n{generator}",
-    refiner_user="Q: {question}\nA:\n{generator}\nC:\n{critique}",
+    # The question comes last in every role's prompt, so each role's first line (the question,
+    # restated) and so its whole derivation sit at the same distance from the question as G's:
+    # the derivation G learns is the one V and R run.
+    verifier_user="A: {answer}\nQ: {question}",
+    refiner_user="A: {answer}\nC: {critique}\nQ: {question}",
+    absent=NONE,
 )
 
 TASK = Task(
@@ -349,5 +413,7 @@ TASK = Task(
     extract_fn=extract_answer,
     equivalent_fn=is_equivalent,
     prompts=PROMPTS,
+    answer_view=answer_view,
+    critique_view=verdict_view,
     critique_answer_fn=critique_answer,
 )

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from malt.chain import SLOTS
 from malt.errors import MaltError
-from malt.records import GENERATOR, REFINER, VERIFIER, Messages, Problem
+from malt.records import Messages, Problem
 
 # (row, where) -> Problem; `where` is "file:line" or "hub-id[split] row i", for errors.
 RowParser = Callable[[dict[str, Any], str], Problem]
@@ -21,19 +22,28 @@ RowParser = Callable[[dict[str, Any], str], Problem]
 
 @dataclass(frozen=True)
 class RolePrompts:
-    """System prompt per role and the user-turn templates.
+    """The task's templates: a system prompt and a user-turn template per template kind.
 
-    Templates use `{question}`, `{generator}` (G's answer) and `{critique}` (V's critique).
+    User templates use `{question}` and the slots of their kind (`malt.chain.SLOTS`):
+    `{answer}` (the answer under review) and `{critique}` (a critique of it). A slot left
+    empty by the chain (a refiner with no verifier before it) shows `absent`.
     """
 
     generator_system: str
     verifier_system: str
     refiner_system: str
     generator_user: str = "{question}"
-    verifier_user: str = "Question:\n{question}\n\nInitial answer:\n{generator}"
+    verifier_user: str = "Question:\n{question}\n\nInitial answer:\n{answer}"
     refiner_user: str = (
-        "Question:\n{question}\n\nInitial answer:\n{generator}\n\nCritique:\n{critique}"
+        "Question:\n{question}\n\nInitial answer:\n{answer}\n\nCritique:\n{critique}"
     )
+    absent: str = "(none)"
+
+    def template(self, kind: str) -> tuple[str, str]:
+        """(system prompt, user template) of a template kind."""
+        if kind not in SLOTS:
+            raise MaltError(f"unknown template {kind!r} (known: {', '.join(SLOTS)})")
+        return getattr(self, f"{kind}_system"), getattr(self, f"{kind}_user")
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,10 @@ class Task:
     prompts: RolePrompts
     default_hub_id: str | None = None
     default_hub_config: str | None = None
+    # What later roles see of earlier outputs: `{answer}` and `{critique}` in the templates
+    # are these views of the texts (None: the whole text, the paper's setting).
+    answer_view: Callable[[str], str] | None = None
+    critique_view: Callable[[str], str] | None = None
     # The answer a critique states itself, where the task's verifier states one (turn-wise
     # accuracy after V); None: critiques state no answer.
     critique_answer_fn: Callable[[str], str | None] | None = None
@@ -93,31 +107,23 @@ class Task:
 
     def messages(
         self,
-        role: str,
+        template: str,
         problem: Problem,
-        generator: str | None = None,
+        answer: str | None = None,
         critique: str | None = None,
     ) -> Messages:
-        """The chat messages for `role` on `problem` (V needs G's answer, R needs both)."""
-        p = self.prompts
-        if role == GENERATOR:
-            system, user = p.generator_system, p.generator_user
-        elif role == VERIFIER:
-            _require(generator, "generator", role)
-            system, user = p.verifier_system, p.verifier_user
-        elif role == REFINER:
-            _require(generator, "generator", role)
-            _require(critique, "critique", role)
-            system, user = p.refiner_system, p.refiner_user
-        else:
-            raise MaltError(f"unknown role {role!r}")
-        content = user.format(question=problem.question, generator=generator, critique=critique)
+        """The chat messages of a `template` kind on `problem`, its slots filled with the
+        earlier outputs given (through the task's views); an empty slot shows `absent`."""
+        system, user = self.prompts.template(template)
+        if answer is not None and self.answer_view is not None:
+            answer = self.answer_view(answer)
+        if critique is not None and self.critique_view is not None:
+            critique = self.critique_view(critique)
+        absent = self.prompts.absent
+        content = user.format(question=problem.question,
+                              answer=absent if answer is None else answer,
+                              critique=absent if critique is None else critique)
         return [{"role": "system", "content": system}, {"role": "user", "content": content}]
-
-
-def _require(value: str | None, what: str, role: str) -> None:
-    if value is None:
-        raise MaltError(f"the {role} prompt needs the {what} text")
 
 
 def stable_id(task: str, text: str) -> str:

@@ -65,9 +65,13 @@ def read_metrics(path: Path) -> dict[str, Any]:
 
 
 def phases(cfg: RunConfig, role: str) -> tuple[str, ...]:
-    """The phases `role` trains ("sft", "dpo"), as configured."""
+    """The phases model slot `role` trains ("sft", "dpo"), as configured; DPO only when the
+    chain builds preference pairs for a role of the slot (`pairs`; not the generator's)."""
+    from malt.runspec import chain_of
+
     rc = cfg.train.role(role)
-    return tuple(kind for kind, on in (("sft", rc.sft), ("dpo", rc.dpo)) if on)
+    pairs = any(r.pairs for r in chain_of(cfg).using(role))
+    return tuple(kind for kind, on in (("sft", rc.sft), ("dpo", rc.dpo and pairs)) if on)
 
 
 def role_inputs(cfg: RunConfig, role: str) -> dict[str, Any]:
@@ -148,13 +152,14 @@ def _train_phases(cfg: RunConfig, role: str, work: Path, inputs: dict[str, Any],
 
     save()  # the inputs first: an interrupted run is only resumed for the same ones
     sft = phase("sft", rc.sft_learning_rate, rc.sft_epochs, "sft")
-    metrics["sft"] = _sft(cfg, role, sft, previous, rc.sft, with_bar("SFT"))
+    enabled = phases(cfg, role)
+    metrics["sft"] = _sft(cfg, role, sft, previous, "sft" in enabled, with_bar("SFT"))
     save()
     sft_done = checkpoints.is_done(sft.dest) and metrics["sft"]["status"] in FINISHED
     sft_spec = spec_for(sft.dest, base, tc.full_finetune) if sft_done else ModelSpec(model=base)
     dpo = phase("dpo", rc.dpo_learning_rate, rc.dpo_epochs, "final")
-    metrics["dpo"] = _dpo(cfg, role, dpo, previous, rc.dpo, sft.dest if sft_done else None,
-                          with_bar("DPO"))
+    metrics["dpo"] = _dpo(cfg, role, dpo, previous, "dpo" in enabled,
+                          sft.dest if sft_done else None, with_bar("DPO"))
     save()
     final_spec = _final(dpo.dest, sft.dest, sft_spec, metrics["dpo"], base, tc.full_finetune,
                         is_main)

@@ -1,4 +1,9 @@
-"""`<run_dir>/train/models.json`: the models each role runs after training, in one place.
+"""A run's models, in one place: which model a model slot runs from which source.
+
+A source is `base` (the config's `models.<slot>`, or `models.base`), `sft` (the slot's SFT
+adapter: the STaR baselines) or `final` (SFT then DPO: MALT). `resolve` answers "slot s from
+source x" for generate, train and eval alike. Trained models are indexed in
+`<run_dir>/train/models.json`, keyed by model slot (`malt.chain`):
 
     {"verifier": {"sft":   {"model": "/models/base", "adapter": "train/verifier/sft"},
                   "final": {"model": "/models/base", "adapter": "train/verifier/final"}}, ...}
@@ -21,6 +26,8 @@ from malt.fingerprint import in_run
 from malt.io import read_json, write_json
 
 FILE = "models.json"
+BASE, SFT, FINAL = "base", "sft", "final"
+SOURCES = (BASE, SFT, FINAL)
 
 
 def models_path(run_dir: str | os.PathLike) -> Path:
@@ -55,7 +62,31 @@ def check_entry(spec: Any, where: str) -> None:
         raise MaltError(f"{where}.adapter must be a path string or null")
 
 
-def resolve(spec: dict[str, Any], run_dir: str | os.PathLike) -> ModelSpec:
+def resolve(cfg: Any, slot: str, source: str, trained: dict[str, Any] | None = None
+            ) -> ModelSpec:
+    """The model `slot` runs from `source`, checked (an adapter folder must hold a PEFT
+    adapter); `trained` is models.json's content when the caller has read it already."""
+    if source == BASE:
+        return ModelSpec(model=cfg.models.for_role(slot))
+    if source not in SOURCES:
+        raise MaltError(f"unknown model source {source!r} (known: {', '.join(SOURCES)})")
+    path = models_path(cfg.run_dir)
+    trained = read_models(path) if trained is None else trained
+    stored_spec = trained.get(slot, {}).get(source)
+    if stored_spec is None:
+        raise MaltError(f"{path}: {slot}.{source} is missing (run `malt train --role {slot}`)")
+    spec = from_stored(stored_spec, cfg.run_dir)
+    check_spec(spec, f"{path} ({slot}.{source})")
+    return spec
+
+
+def check_spec(spec: ModelSpec, where: str) -> None:
+    """Fail early on an adapter folder that is missing or holds no adapter config."""
+    if spec.adapter is not None and not (Path(spec.adapter) / "adapter_config.json").is_file():
+        raise MaltError(f"{where}: adapter {spec.adapter} is not a readable PEFT adapter folder")
+
+
+def from_stored(spec: dict[str, Any], run_dir: str | os.PathLike) -> ModelSpec:
     """A stored spec as the ModelSpec a backend loads: relative paths against the run dir.
 
     An adapter is always a path; a model is a path only when it names something in the run
