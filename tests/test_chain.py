@@ -6,7 +6,6 @@ import doctest
 
 import pytest
 
-import malt.chain as chain_mod
 from malt.backends.base import SamplingParams
 from malt.chain import DEFAULT, ChainError, build_chain
 from malt.credit import label_tree
@@ -22,8 +21,13 @@ FIVE = build_chain(["generator", "verifier", "refiner",
                     {"name": "refiner2", "template": "refiner"}])
 
 
-def test_doctests():
-    assert doctest.testmod(chain_mod).failed == 0
+@pytest.mark.parametrize("module", ["malt.chain", "malt.records", "malt.sampling",
+                                    "malt.evaluate.store", "malt.configfile"])
+def test_doctests(module):
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0
 
 
 def test_the_default_chain_is_the_papers():

@@ -17,8 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
-
 from malt.errors import MaltError
 from malt.records import Tree
 
@@ -199,85 +197,6 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_open(path) as f:
         json.dump(obj, f, indent=2, ensure_ascii=False)
         f.write("\n")
-
-
-def read_yaml(path: str | os.PathLike) -> tuple[Any, dict[str, int]]:
-    """A YAML file's data, and the 1-based line of each dotted mapping key ("train.beta").
-
-    Errors are one sentence naming file:line; a key given twice in one mapping is one of
-    them (PyYAML alone would silently keep the last).
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise MaltError(f"{path}: not valid UTF-8 (byte 0x{e.object[e.start]:02x})") from None
-    data, node = _load_yaml(text, str(path))
-    return data, _key_lines(node)
-
-
-def parse_yaml(text: str) -> Any:
-    """The value a YAML snippet (such as a command-line override) writes, checked as above."""
-    return _load_yaml(text, "value")[0]
-
-
-class _DuplicateKey(yaml.constructor.ConstructorError):
-    """A mapping that gives one key twice."""
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader, refusing a key given twice in one mapping."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *base" merges are not repeats
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                repeated = key in first
-            except TypeError:  # an unhashable key: the base class reports it
-                continue
-            if repeated:
-                raise _DuplicateKey(problem=f"duplicate key {key!r} (first given on line "
-                                    f"{first[key]})", problem_mark=key_node.start_mark)
-            first[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
-
-
-def _load_yaml(text: str, where: str) -> tuple[Any, yaml.Node | None]:
-    """The data in a YAML document and its node tree (which knows each key's line)."""
-    try:
-        loader = _UniqueKeyLoader(text)
-        try:
-            node = loader.get_single_node()
-            return (loader.construct_document(node) if node is not None else None), node
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as e:
-        raise MaltError(_yaml_error(where, e)) from None
-
-
-def _yaml_error(where: str, e: yaml.YAMLError) -> str:
-    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-    at = f"{where}:{mark.line + 1}" if mark else where
-    if isinstance(e, _DuplicateKey):
-        return f"{at}: {e.problem}"
-    problem = getattr(e, "problem", None) or getattr(e, "context", None) or str(e).splitlines()[0]
-    return f"{at}: not valid YAML ({problem})"
-
-
-def _key_lines(node: yaml.Node | None, prefix: str = "", depth: int = 0) -> dict[str, int]:
-    """Dotted key -> line of that key, through nested mappings (a config nests 3 deep)."""
-    lines: dict[str, int] = {}
-    if not isinstance(node, yaml.MappingNode) or depth > 3:
-        return lines
-    for key_node, value_node in node.value:
-        if isinstance(key_node, yaml.ScalarNode):
-            key = prefix + key_node.value
-            lines[key] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, f"{key}.", depth + 1))
-    return lines
 
 
 def tree_files(path: str | os.PathLike) -> list[Path]:

@@ -46,13 +46,10 @@ def synthetic_tree(problem: Problem, branching: Branching, rng: random.Random,
         ans = problem.answer if ok else _wrong(problem.task, problem.answer, rng)
         return f"{step}{filler}\n{fmt(ans)}"
 
-    def text(role, i: int) -> str:
-        if role.answers:
-            return answer_text(f"{'Step by step, attempt' if i_level(role) == 0 else 'Refined attempt'} {i}.")
+    def text(level: int, i: int) -> str:
+        if chain.roles[level].answers:
+            return answer_text(f"{'Step by step, attempt' if level == 0 else 'Refined attempt'} {i}.")
         return f"Critique {i}: step 1 looks {'right' if rng.random() < 0.5 else 'wrong'}.{filler}"
-
-    def i_level(role) -> int:
-        return chain.names.index(role.name)
 
     nodes: list[Node] = []
 
@@ -61,10 +58,10 @@ def synthetic_tree(problem: Problem, branching: Branching, rng: random.Random,
         src = {slot: path[name] for slot, name in role.sees if name in path}
         prompt = task.messages(role.template, problem, answer=src.get(ANSWER),
                                critique=src.get(CRITIQUE))
+        parent_id = parent.id if parent is not None else None
         for i in range(branching.counts[level]):
-            parent_id = parent.id if parent is not None else problem.id
-            node = Node(child_id(parent_id, role.letter, i), role.name,
-                        parent.id if parent is not None else None, prompt, text(role, i))
+            node = Node(child_id(parent_id or problem.id, role.letter, i), role.name, parent_id,
+                        prompt, text(level, i))
             nodes.append(node)
             if level + 1 < len(chain):
                 expand(level + 1, node, {**path, role.name: node.completion})

@@ -14,6 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from malt import cli
+from malt.chain import DEFAULT
 from malt.config import load_config
 from malt.errors import MaltError
 from malt.stages import train
@@ -271,7 +272,7 @@ def test_a_corrupt_models_json_is_an_error_and_stays_as_it_was(tmp_path, capsys)
 @pytest.mark.slow
 def test_changed_role_data_is_never_kept_silently_and_a_retrain_replaces_only_when_done(
         tiny_model, tmp_path, capsys):
-    label = write_label_dir(tmp_path / "run" / "label", n_sft=4, roles=("generator",))
+    label = write_label_dir(tmp_path / "run" / "label", n_sft=4, chain=DEFAULT.prefix(1))
     config = write_config(tmp_path, tiny_model, max_steps=2, save_steps=1)
     args = ["train", "--config", str(config), "--role", "generator", "--no-progress"]
     assert cli.main(args) == 0
@@ -327,7 +328,7 @@ def test_two_process_accelerate_launch_trains_a_valid_adapter(tiny_model, tmp_pa
 
     from malt.train.lora import load_model
 
-    write_label_dir(tmp_path / "run" / "label", n_sft=16, roles=("generator",))
+    write_label_dir(tmp_path / "run" / "label", n_sft=16, chain=DEFAULT.prefix(1))
     config = write_config(tmp_path, tiny_model, batch_size=2)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC),
            "ACCELERATE_DISABLE_RICH": "1"}

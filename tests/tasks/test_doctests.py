@@ -15,6 +15,8 @@ MODULES = [
     "malt.tasks.gsm8k",
     "malt.tasks.math",
     "malt.tasks.csqa",
+    "malt.tasks.arith",
+    "malt.tasks.arith_formats",
 ]
 
 

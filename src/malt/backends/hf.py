@@ -16,6 +16,7 @@ other prompts in the call or on the batch size.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -180,19 +181,24 @@ class HFBackend:
             steps = left if cache is None else min(left, self.segment_tokens)
             row_seeds = [seeds[r] for r in rows]
             procs = sampling_processors(row_seeds, width, params.temperature, params.top_p, ids.device)
-            out = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                generation_config=GenerationConfig(
-                    max_new_tokens=steps,
-                    do_sample=False,
-                    num_beams=1,
-                    eos_token_id=eos_ids,
-                    pad_token_id=pad_id,
-                ),
-                logits_processor=LogitsProcessorList(procs),
-                **({} if cache is None else {"past_key_values": cache}),
-            )
+            with warnings.catch_warnings():
+                # transformers 5.x renames the argument (`cache`) but still takes this one,
+                # and warns once per call: a log line per segment of every batch.
+                warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated",
+                                        category=FutureWarning)
+                out = model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    generation_config=GenerationConfig(
+                        max_new_tokens=steps,
+                        do_sample=False,
+                        num_beams=1,
+                        eos_token_id=eos_ids,
+                        pad_token_id=pad_id,
+                    ),
+                    logits_processor=LogitsProcessorList(procs),
+                    **({} if cache is None else {"past_key_values": cache}),
+                )
             gen = out[:, ids.shape[1] :]
             alive = []
             for k, tokens in enumerate(gen.tolist()):

@@ -23,6 +23,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from malt.artifacts import BASE, FINAL, SFT, SOURCES
+from malt.chain import GENERATOR as G
+from malt.chain import REFINER as R
+from malt.chain import VERIFIER as V
 from malt.chain import RoleChain
 from malt.config import FieldError, MethodConfig, RunConfig
 from malt.errors import MaltError
@@ -82,13 +85,13 @@ BUILTIN: dict[str, Method] = {
         _m("malt_no_mv", "MALT w/o MV", ALL, FINAL, False),
         _m("malt", "MALT", ALL, FINAL, True),
         # Table 4: one role untrained (from the base), the others MALT's; majority vote.
-        _m("malt_base_generator", "MALT, base G", ALL, FINAL, True, ABLATION, generator=BASE),
-        _m("malt_base_verifier", "MALT, base V", ALL, FINAL, True, ABLATION, verifier=BASE),
-        _m("malt_base_refiner", "MALT, base R", ALL, FINAL, True, ABLATION, refiner=BASE),
+        _m("malt_base_generator", "MALT, base G", ALL, FINAL, True, ABLATION, **{G: BASE}),
+        _m("malt_base_verifier", "MALT, base V", ALL, FINAL, True, ABLATION, **{V: BASE}),
+        _m("malt_base_refiner", "MALT, base R", ALL, FINAL, True, ABLATION, **{R: BASE}),
         # Table 5: MALT's agents in shorter chains; majority vote.
-        _m("malt_g", "MALT G only", ("generator",), FINAL, True, ABLATION),
-        _m("malt_gv", "MALT G+V", ("generator", "verifier"), FINAL, True, ABLATION),
-        _m("malt_gr", "MALT G+R", ("generator", "refiner"), FINAL, True, ABLATION),
+        _m("malt_g", "MALT G only", (G,), FINAL, True, ABLATION),
+        _m("malt_gv", "MALT G+V", (G, V), FINAL, True, ABLATION),
+        _m("malt_gr", "MALT G+R", (G, R), FINAL, True, ABLATION),
     )
 }
 

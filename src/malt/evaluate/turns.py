@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from malt.chain import DEFAULT
 from malt.evaluate.stats import mean_std
 from malt.evaluate.vote import majority_vote
 from malt.records import Problem
@@ -37,7 +38,8 @@ def turn_votes(views: Sequence[Mapping[str, Any]], roles: Sequence[str], problem
     return out
 
 
-def turnwise_seed(records: Sequence[Mapping[str, Any]], critics: Sequence[str] = ("verifier",)
+def turnwise_seed(records: Sequence[Mapping[str, Any]],
+                  critics: Sequence[str] = tuple(r.name for r in DEFAULT if not r.answers)
                   ) -> dict[str, Any]:
     """One seed's accuracy after each turn and how many of each critic's critiques stated an
     answer (`<critic>_answers`).

@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from malt.backends.base import Backend, ModelSpec
+from malt.artifacts import BASE, resolve
+from malt.backends.base import Backend
 from malt.config import RunConfig, save_config, to_dict
 from malt.errors import MaltError
 from malt.fingerprint import check_unchanged, config_inputs, model_fingerprint
@@ -164,7 +165,7 @@ def build_run_backend(cfg: RunConfig) -> Backend:
     """The configured backend with each role's base model (no adapters before training)."""
     from malt.backends import build_backend
 
-    models = {r.name: ModelSpec(cfg.models.for_role(r.model)) for r in chain_of(cfg)}
+    models = {r.name: resolve(cfg, r.model, BASE) for r in chain_of(cfg)}
     return build_backend(
         cfg.backend,
         models,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from malt.chain import DEFAULT, RoleChain
 from malt.io import write_jsonl
 
 SYSTEM = {"role": "system", "content": "Answer briefly."}
@@ -35,10 +36,11 @@ def dpo_rows(role: str, n: int) -> list[dict]:
 
 
 def write_label_dir(label_dir: Path, n_sft: int = 8, n_dpo: int = 8,
-                    roles: tuple[str, ...] = ("generator", "verifier", "refiner")) -> Path:
-    """A label-stage folder with SFT files for `roles` and DPO files for V and R."""
-    for role in roles:
-        write_jsonl(label_dir / f"sft_{role}.jsonl", sft_rows(role, n_sft))
-        if role != "generator":
-            write_jsonl(label_dir / f"dpo_{role}.jsonl", dpo_rows(role, n_dpo))
+                    chain: RoleChain = DEFAULT) -> Path:
+    """A label-stage folder with SFT files for the chain's model slots and DPO files for
+    the slots whose roles have pairs (V and R by default)."""
+    for role in chain:
+        write_jsonl(label_dir / f"sft_{role.model}.jsonl", sft_rows(role.model, n_sft))
+        if role.pairs:
+            write_jsonl(label_dir / f"dpo_{role.model}.jsonl", dpo_rows(role.model, n_dpo))
     return label_dir
