@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("malt.stages.train", "per-role LoRA SFT then DPO (TRL + PEFT) on the role datasets"),
     "eval": ("malt.stages.eval", "run the paper's settings on the test split with majority vote"),
     "report": ("malt.stages.report", "render Table 1 (Markdown) and an accuracy chart from eval results"),
+    "explore": ("malt.stages.explore", "one offline HTML page to browse the trees, credit and eval chains"),
     "demo": ("malt.stages.demo", "the whole pipeline on the embedded tiny model and arith task (CPU)"),
 }
 

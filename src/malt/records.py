@@ -51,6 +51,10 @@ class Node:
     label: bool | None = None
     num_tokens: int | None = None
     finish_reason: str | None = None
+    # Tokens of the prompt it answered (shared by its siblings), where the backend reports
+    # them; written only when known, so trees from backends that do not report them keep
+    # their layout.
+    prompt_tokens: int | None = None
 
 
 class Branching:
@@ -131,7 +135,7 @@ class Tree:
             "schema_version": self.schema_version,
             "problem": asdict(self.problem),
             "branching": self.branching.to_dict(),
-            "nodes": [asdict(n) for n in self.nodes],
+            "nodes": [_node_dict(n) for n in self.nodes],
         }
 
     @classmethod
@@ -152,6 +156,13 @@ class Tree:
         check_types(tree)
         check_shape(tree)
         return tree
+
+
+def _node_dict(node: Node) -> dict[str, Any]:
+    row = asdict(node)
+    if row["prompt_tokens"] is None:
+        del row["prompt_tokens"]
+    return row
 
 
 def child_id(parent: str, letter: str, index: int) -> str:

@@ -30,22 +30,35 @@ LevelCallback = Callable[[str, int, int], None]
 
 @dataclass
 class SampleStats:
-    """Counts for one or more chunks: generations and generated tokens per role."""
+    """Counts for one or more chunks, per role: generations and generated tokens, and the
+    token ledger's other half, prompts sent and their tokens (a prompt's n samples share it)."""
 
     generations: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
+    prompts: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_tokens(self) -> int:
         return sum(self.tokens.values())
 
-    def count(self, role: str, generations: int, tokens: int) -> None:
-        self.generations[role] = self.generations.get(role, 0) + generations
-        self.tokens[role] = self.tokens.get(role, 0) + tokens
+    def count(self, role: str, generations: int, tokens: int, prompts: int = 0,
+              prompt_tokens: int = 0) -> None:
+        for counts, n in ((self.generations, generations), (self.tokens, tokens),
+                          (self.prompts, prompts), (self.prompt_tokens, prompt_tokens)):
+            counts[role] = counts.get(role, 0) + n
 
     def add(self, other: SampleStats) -> None:
         for role in other.generations:
-            self.count(role, other.generations[role], other.tokens[role])
+            self.count(role, other.generations[role], other.tokens[role],
+                       other.prompts.get(role, 0), other.prompt_tokens.get(role, 0))
+
+    def ledger(self) -> dict[str, dict[str, int]]:
+        """Per role: prompts and their tokens, samples and their (completion) tokens."""
+        return {role: {"prompts": self.prompts.get(role, 0),
+                       "prompt_tokens": self.prompt_tokens.get(role, 0),
+                       "samples": self.generations[role],
+                       "completion_tokens": self.tokens[role]} for role in self.generations}
 
 
 def prompt_seed(run_seed: int, parent_id: str, role: str) -> int:
@@ -109,7 +122,8 @@ def sample_trees(
                 nodes.append((problem, node))
                 level.append((problem, {**path, role.name: node}))
         tokens = sum(path[role.name].num_tokens or 0 for _, path in level)
-        stats.count(role.name, len(level), tokens)
+        prompt_tokens = sum(cs[0].prompt_tokens or 0 for cs in outputs if cs)
+        stats.count(role.name, len(level), tokens, len(prompts), prompt_tokens)
         if on_level is not None:
             on_level(role.name, len(level), tokens)
         paths, parent = level, role
@@ -128,6 +142,7 @@ def _node(task: Task, role: Role, prompt: list, parent_id: str | None, node_id: 
         answer=task.extract_answer(c.text) if role.answers else None,
         num_tokens=c.num_tokens,
         finish_reason=c.finish_reason,
+        prompt_tokens=c.prompt_tokens,
     )
 
 

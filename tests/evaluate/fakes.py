@@ -63,6 +63,9 @@ class FakeBackend:
         self.calls: list[tuple[str, int, int]] = []  # (role, prompts, n)
         self.fail_after = fail_after
         self.closed = False
+        # What this backend reported, per role: prompt tokens (once per prompt) and
+        # completion tokens (every sample), for checking the token ledgers.
+        self.reported: dict[str, list[int]] = {}
 
     def generate(self, role: str, prompts: Sequence, params: SamplingParams,
                  seeds: Sequence[int]) -> list[list[Completion]]:
@@ -70,11 +73,15 @@ class FakeBackend:
             raise RuntimeError("fake backend failure")
         self.calls.append((role, len(prompts), params.n))
         out = []
+        counts = self.reported.setdefault(role, [0, 0])
         for messages, seed in zip(prompts, seeds, strict=True):
             a, b = map(int, _SUM.search(messages[-1]["content"]).groups())
             rng = random.Random(seed)
-            out.append([Completion(self._text(role, a + b, messages, rng), 5, "stop")
-                        for _ in range(params.n)])
+            prompt_tokens = len(messages[-1]["content"].split())
+            texts = [self._text(role, a + b, messages, rng) for _ in range(params.n)]
+            out.append([Completion(t, len(t.split()), "stop", prompt_tokens) for t in texts])
+            counts[0] += prompt_tokens
+            counts[1] += sum(len(t.split()) for t in texts)
         return out
 
     def _text(self, role: str, total: int, messages, rng: random.Random) -> str:

@@ -12,9 +12,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from malt.cli import main as cli_main
-from malt.evaluate.methods import BUILTIN, TABLE1
+from malt.evaluate.methods import BUILTIN, COST, TABLE1
 
-METHODS = {n: m for n, m in BUILTIN.items() if m.group == TABLE1}
+METHODS = {n: m for n, m in BUILTIN.items() if m.group in (TABLE1, COST)}
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +48,10 @@ def test_the_demo_ends_with_tables_and_paths_not_json(demo_output):
     results = json.loads((run_dir / "eval" / "results.json").read_text())
     lines = [line.rstrip() for line in out.splitlines()]
     report = run_dir / "report"
-    assert lines[-3:] == [f"Report: {report / 'report.md'}", f"Charts: {report / 'accuracy.png'}",
-                          f"        {report / 'turnwise.png'}"]
+    assert lines[-4:] == [f"Report: {report / 'report.md'}", f"Charts: {report / 'accuracy.png'}",
+                          f"        {report / 'turnwise.png'}",
+                          f"Explore the trees and chains: {report / 'explore.html'}"]
+    assert (report / "explore.html").stat().st_size > 10_000
     start = lines.index("Table 1: arith accuracy (%, mean ± std over 1 seed)")
     turns = lines.index("Turn-wise accuracy: arith (%)")
     rows = {cells(line)[0]: cells(line)[1:] for line in lines[start:turns] if "│" in line}
@@ -82,7 +84,7 @@ def test_every_stage_wrote_its_artifacts(demo_run):
         assert (demo_run / stage / "config.yaml").is_file()
         assert (demo_run / stage / "manifest.json").is_file()
     timings = json.loads((demo_run / "demo" / "timings.json").read_text())
-    assert set(timings) >= {"generate", "label", "train", "eval", "report", "total"}
+    assert set(timings) >= {"generate", "label", "train", "eval", "report", "explore", "total"}
 
 
 def test_trained_adapters_differ_from_the_base(demo_run):
@@ -115,7 +117,7 @@ def test_the_papers_ablations_run_on_the_demo_run_dir(demo_run, tmp_path, capsys
     cfg = str(run / "eval" / "config.yaml")
     ablations = ["malt", "malt_base_generator", "malt_base_verifier", "malt_base_refiner",
                  "malt_g", "malt_gv", "malt_gr"]
-    assert cli_main(["eval", "--config", cfg, f"run_dir={run}", "--no-progress",
+    assert cli_main(["eval", "--config", cfg, "--no-progress", f"run_dir={run}",
                      f"eval.methods=[{','.join(ablations)}]"]) == 0
     assert cli_main(["report", "--config", cfg, f"run_dir={run}"]) == 0
     results = json.loads((run / "eval" / "results.json").read_text())
@@ -126,5 +128,5 @@ def test_the_papers_ablations_run_on_the_demo_run_dir(demo_run, tmp_path, capsys
     assert "MALT, base G" in rest and "MALT G+R" in rest and "MALT, base G" not in table1
     # MALT's own chains were reused from the demo's eval: no new sampling for malt or malt_g.
     assert sorted(p.name for p in (run / "eval" / "chains").iterdir()) == [
-        "base", "final", "g.base-v.final-r.final", "g.final-r.final", "g.final-v.base-r.final",
-        "g.final-v.final-r.base", "sft"]
+        "base", "final", "g.base-matched", "g.base-v.final-r.final", "g.final-r.final",
+        "g.final-v.base-r.final", "g.final-v.final-r.base", "sft"]

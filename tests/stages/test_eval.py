@@ -74,11 +74,12 @@ def test_every_method_end_to_end(tmp_path):
     res = eval_stage.run(cfg, task=TOY, backend_factory=factory)
     assert res["order"] == cfg.eval.methods and set(res["methods"]) == set(cfg.eval.methods)
     assert res["order"] == ["sa", "sa_mv", "ma", "ma_mv", "star_sa", "star_sa_mv", "star_ma",
-                            "star_ma_mv", "malt_no_mv", "malt"]
-    # One backend per source (base, sft, final), each closed; trained sources get adapters.
+                            "star_ma_mv", "malt_no_mv", "malt", "sa_mv9"]
+    # One backend per source (base, sft, final) and one for the compute-matched SA + MV@9,
+    # each closed; trained sources get adapters.
     has_adapter = [sorted({s.adapter is not None for s in b.specs.values()})
                    for b in factory.built]
-    assert has_adapter == [[False], [True], [True]]
+    assert has_adapter == [[False], [True], [True], [False]]
     assert all(b.closed for b in factory.built)
     assert Path(factory.built[2].specs["verifier"].adapter).parts[-2:] == ("verifier", "final")
     for m in res["methods"].values():
@@ -86,9 +87,15 @@ def test_every_method_end_to_end(tmp_path):
         assert len(accs) == 3 and m["mean"] == pytest.approx(sum(accs) / 3)
         assert all(v["n"] == 12 for v in m["per_seed"].values())
     assert set(res["comparisons"]["vs"]) == set(cfg.eval.methods) - {"malt"}
+    # SA + MV@9 votes over 9 generator samples: as many as MALT's 3 chains x 3 roles make calls.
+    assert all(len(r["chains"]) == 9 and r["cost"]["calls"] == 9
+               for r in records(cfg, "sa_mv9", 0))
+    assert res["methods"]["malt"]["calls_per_question"] == 9
+    assert res["methods"]["sa_mv"]["calls_per_question"] == 3
     assert res["comparisons"]["vs"]["sa"]["n_pairs"] == 36
     assert res["comparisons"]["vs"]["star_ma_mv"]["n_pairs"] == 36
     multi = {n for n, m in res["methods"].items() if m["multi_agent"]}
+    assert "sa_mv9" not in multi
     assert multi == {"ma", "ma_mv", "star_ma", "star_ma_mv", "malt_no_mv", "malt"}
     assert {n for n, m in res["methods"].items() if "turnwise" in m} == multi
     # STaR MA + MV votes over the SFT chains whose chain 0 is STaR MA's and whose generator
@@ -135,6 +142,31 @@ def test_ablations_and_a_user_defined_method(tmp_path):
     ablations = report.split("## Ablations")[1].split("\n## ")[0]
     assert "MALT, base V" in ablations and "MALT G+R" in ablations
     assert "MALT, base V" not in report.split("## Ablations")[0]
+
+
+def test_the_token_ledger_equals_what_the_backend_reported(tmp_path):
+    cfg = make_run(tmp_path, methods=["sa", "ma_mv", "malt", "sa_mv9"], seeds="[0, 1]")
+    factory = Factory()
+    res = eval_stage.run(cfg, task=TOY, backend_factory=factory)
+    reported: dict = {}
+    for backend in factory.built:
+        for role, (prompt, completion) in backend.reported.items():
+            into = reported.setdefault(role, [0, 0])
+            into[0] += prompt
+            into[1] += completion
+    ledger = json.loads((cfg.stage_dir("eval") / "manifest.json").read_text())["ledger"]
+    totals: dict = {}
+    for by_role in ledger.values():
+        for role, counts in by_role.items():
+            into = totals.setdefault(role, [0, 0])
+            into[0] += counts["prompt_tokens"]
+            into[1] += counts["completion_tokens"]
+    assert totals == reported and totals["generator"][1] > 0
+    # Per question, a method's cost is its chains' share of that: MALT's tokens per question
+    # are the final group's tokens over the questions of both seeds.
+    final = ledger["final"]
+    spent = sum(c["prompt_tokens"] + c["completion_tokens"] for c in final.values())
+    assert res["methods"]["malt"]["tokens_per_question"] == pytest.approx(spent / 24)
 
 
 def test_records_hold_chains_votes_and_correctness(tmp_path):

@@ -281,3 +281,42 @@ def test_real_task_trees_with_the_hf_backend_on_a_tiny_model(name, tiny_model, t
             answer=next(n for n in tree.nodes if n.id == v.parent_id).completion,
             critique=v.completion,
         )
+
+
+class _CountingBackend(FakeBackend):
+    """The toy backend, also reporting prompt tokens, and counting what it reported."""
+
+    def __init__(self):
+        super().__init__()
+        self.reported: dict[str, list[int]] = {}
+
+    def generate(self, role, prompts, params, seeds):
+        from dataclasses import replace
+
+        out = super().generate(role, prompts, params, seeds)
+        counts = self.reported.setdefault(role, [0, 0])
+        rows = []
+        for messages, completions in zip(prompts, out, strict=True):
+            n_prompt = len(messages[-1]["content"])
+            counts[0] += n_prompt
+            counts[1] += sum(c.num_tokens for c in completions)
+            rows.append([replace(c, prompt_tokens=n_prompt) for c in completions])
+        return rows
+
+
+def test_the_token_ledger_equals_what_the_backend_reported(gen_task, toy_data, tmp_path):
+    run = tmp_path / "run"
+    cfg = load_config(None, _overrides(run, toy_data, chunk=3))
+    backend = _CountingBackend()
+    summary = generate.run(cfg, backend=backend, progress=False)
+    ledger = summary["ledger"]
+    assert {r: [c["prompt_tokens"], c["completion_tokens"]] for r, c in ledger.items()} == \
+        backend.reported
+    assert ledger["verifier"]["prompts"] == 8 * 2 and ledger["verifier"]["samples"] == 8 * 4
+    manifest = json.loads((run / "generate" / "manifest.json").read_text())
+    assert manifest["summary"]["ledger"] == ledger
+    # Every node keeps its prompt's tokens, so the ledger can be recounted from the trees:
+    # one prompt per (parent, role).
+    prompts = {(t.problem.id, n.parent_id, n.role): n.prompt_tokens
+               for t in read_trees(run / "generate") for n in t.nodes}
+    assert sum(prompts.values()) == sum(c[0] for c in backend.reported.values())

@@ -357,5 +357,10 @@ def test_cli_flags():
     args = cli.build_parser().parse_args(["train", "--role", "verifier", "--resume", "seed=3"])
     assert (args.role, args.resume, args.overrides) == ("verifier", True, ["seed=3"])
     assert cli.build_parser().parse_args(["train"]).role == "all"
-    with pytest.raises(SystemExit):
-        cli.build_parser().parse_args(["train", "--role", "critic"])
+
+
+def test_an_unknown_role_is_named_with_the_chains_slots(tmp_path, capsys):
+    (tmp_path / "run" / "label").mkdir(parents=True)
+    assert cli.main(["train", "--role", "critic", f"run_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert "--role: unknown model slot 'critic' (the chain's: generator, verifier, refiner)" in err

@@ -43,6 +43,9 @@ class Completion:
     # "stop" (EOS or stop string), "length" (max_new_tokens or the context window), or what
     # the engine reported otherwise, never relabelled as "stop" (vllm: "abort", "error")
     finish_reason: str
+    # Tokens of the prompt this completion answered (the same for a prompt's n samples; a
+    # prompt is counted once in the token ledgers); None when the backend cannot tell.
+    prompt_tokens: int | None = None
 
 
 def derive_seed(*parts: object) -> int:

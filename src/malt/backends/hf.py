@@ -16,6 +16,7 @@ other prompts in the call or on the batch size.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -138,7 +139,8 @@ class HFBackend:
                 row_seeds = [derive_seed(seeds[i], j) for i in batch for j in range(params.n)]
                 outs = self._generate_batch(route, [ids[i] for i in batch], row_seeds, params)
                 for k, i in enumerate(batch):
-                    results[i] = outs[k * params.n : (k + 1) * params.n]
+                    results[i] = [dataclasses.replace(c, prompt_tokens=len(ids[i]))
+                                  for c in outs[k * params.n : (k + 1) * params.n]]
         return results
 
     def _generate_batch(

@@ -202,8 +202,10 @@ def to_completions(reply: Any) -> list[Completion]:
     usage = getattr(reply, "usage", None)
     total = getattr(usage, "completion_tokens", None)
     counts = split_tokens(total, texts)
+    prompt = getattr(usage, "prompt_tokens", None)
+    prompt = prompt if isinstance(prompt, int) and prompt >= 0 else None
     return [
-        Completion(text, count, "length" if choice.finish_reason == "length" else "stop")
+        Completion(text, count, "length" if choice.finish_reason == "length" else "stop", prompt)
         for choice, text, count in zip(choices, texts, counts, strict=True)
     ]
 

@@ -166,7 +166,8 @@ class VLLMBackend:
             outputs = engine.generate(inputs, sampling, lora_request=lora, use_tqdm=False)
         except ValueError as e:  # vLLM's input checks
             raise MaltError(f"vLLM refused a {role} request ({_first_line(e)})") from None
-        flat = [to_completion(out.outputs[0]) for out in outputs]
+        flat = [to_completion(out.outputs[0], len(inputs[i]["prompt_token_ids"]))
+                for i, out in enumerate(outputs)]
         rows = [flat[i * draws:(i + 1) * draws] for i in range(len(ids))]
         return [row * params.n for row in rows] if greedy else rows
 
@@ -311,10 +312,11 @@ def encode_chat(tokenizer, messages: Messages) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def to_completion(output: Any) -> Completion:
+def to_completion(output: Any, prompt_tokens: int | None = None) -> Completion:
     """A Completion from a vLLM CompletionOutput, its finish reason as vLLM reported it."""
     reason = output.finish_reason
-    return Completion(output.text, len(output.token_ids), "unknown" if reason is None else str(reason))
+    return Completion(output.text, len(output.token_ids),
+                      "unknown" if reason is None else str(reason), prompt_tokens)
 
 
 def _first_line(e: BaseException) -> str:

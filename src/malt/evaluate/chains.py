@@ -26,6 +26,8 @@ class Step:
     text: str
     answer: str | None
     finish_reason: str | None = None
+    num_tokens: int | None = None
+    prompt_tokens: int | None = None  # shared by the k first-role steps of one question
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,8 @@ def chains_of(tree: Tree) -> list[Chain]:
     for leaf in tree.nodes[-tree.branching.leaves:]:
         path, node = [], leaf
         while node is not None:
-            path.append(Step(node.role, node.completion, node.answer, node.finish_reason))
+            path.append(Step(node.role, node.completion, node.answer, node.finish_reason,
+                             node.num_tokens, node.prompt_tokens))
             node = by_id.get(node.parent_id) if node.parent_id else None
         assert len(path) == depth
         out.append(Chain(tuple(reversed(path))))

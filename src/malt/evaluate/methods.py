@@ -30,7 +30,7 @@ from malt.chain import RoleChain
 from malt.config import FieldError, MethodConfig, RunConfig
 from malt.errors import MaltError
 
-TABLE1, ABLATION, CUSTOM = "table1", "ablation", "custom"
+TABLE1, ABLATION, CUSTOM, COST = "table1", "ablation", "custom", "cost"
 ALL = None  # a method that runs the whole chain
 
 
@@ -49,6 +49,15 @@ class Method:
     vote: bool
     sources: tuple[tuple[str, str], ...] = ()
     group: str = TABLE1
+    # Compute-matched: vote over as many samples as a full-chain method makes model calls
+    # (k chains x the chain's roles), e.g. SA + MV@9 against MALT's 3 x 3 calls.
+    matched: bool = False
+
+    def k(self, chains: int, chain: RoleChain) -> int:
+        """How many chains this method votes over (1 without a vote)."""
+        if not self.vote:
+            return 1
+        return chains * len(chain) if self.matched else chains
 
     def chain(self, chain: RoleChain) -> RoleChain:
         """The roles this method runs, from the run's chain."""
@@ -66,8 +75,8 @@ class Method:
 
 
 def _m(name: str, label: str, roles, default: str, vote: bool, group: str = TABLE1,
-       **sources: str) -> Method:
-    return Method(name, label, roles, default, vote, tuple(sources.items()), group)
+       matched: bool = False, **sources: str) -> Method:
+    return Method(name, label, roles, default, vote, tuple(sources.items()), group, matched)
 
 
 BUILTIN: dict[str, Method] = {
@@ -84,6 +93,8 @@ BUILTIN: dict[str, Method] = {
         _m("star_ma_mv", "STaR MA + MV", ALL, SFT, True),
         _m("malt_no_mv", "MALT w/o MV", ALL, FINAL, False),
         _m("malt", "MALT", ALL, FINAL, True),
+        # Compute-matched baseline: SA + MV over as many samples as MALT makes model calls.
+        _m("sa_mv9", "SA + MV@9 (compute-matched)", 1, BASE, True, COST, matched=True),
         # Table 4: one role untrained (from the base), the others MALT's; majority vote.
         _m("malt_base_generator", "MALT, base G", ALL, FINAL, True, ABLATION, **{G: BASE}),
         _m("malt_base_verifier", "MALT, base V", ALL, FINAL, True, ABLATION, **{V: BASE}),
@@ -158,6 +169,7 @@ class Group:
     chain: RoleChain
     sources: tuple[str, ...]
     methods: tuple[Method, ...]
+    matched: bool = False
 
     def specs_needed(self) -> dict[str, tuple[str, str]]:
         """role -> (model slot, source)."""
@@ -174,15 +186,17 @@ def groups(methods: Iterable[Method], chain: RoleChain) -> list[Group]:
     for m in order:
         sub, src = plans[m.name]
         for g_chain, g_src, members in found:
-            if g_chain.roles[:len(sub)] == sub.roles and g_src[:len(src)] == src:
+            if (g_chain.roles[:len(sub)] == sub.roles and g_src[:len(src)] == src
+                    and members[0].matched == m.matched):
                 members.append(m)
                 break
         else:
             found.append((sub, src, [m]))
     first_use = {m.name: i for i, m in enumerate(methods)}
     found.sort(key=lambda g: min(first_use[m.name] for m in g[2]))
-    return [Group(_key(g_chain, g_src, chain), g_chain, g_src,
-                  tuple(sorted(members, key=lambda m: first_use[m.name])))
+    return [Group(_key(g_chain, g_src, chain) + ("-matched" if members[0].matched else ""),
+                  g_chain, g_src, tuple(sorted(members, key=lambda m: first_use[m.name])),
+                  members[0].matched)
             for g_chain, g_src, members in found]
 
 

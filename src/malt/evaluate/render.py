@@ -128,6 +128,68 @@ def refinement_markdown(results_list: Sequence[Results]) -> str:
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
+def cost_markdown(results_list: Sequence[Results]) -> str:
+    """Per method: model calls and tokens per question, accuracy per 1,000 tokens ("" when
+    the records hold no costs)."""
+    lines = ["| Task | Method | calls / question | tokens / question | acc. (%) | "
+             "acc. per 1k tokens (%) |", "|---|---|---|---|---|---|"]
+    for res in results_list:
+        for name in res["order"]:
+            m = res["methods"][name]
+            tokens = m.get("tokens_per_question")
+            if not tokens:
+                continue
+            lines.append(f"| {res['task']} | {m['label']} | {m['calls_per_question']:.1f} | "
+                         f"{tokens:,.0f} | {pct(m['mean'])} | {pct(m['mean'] / tokens * 1000)} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
+_BARS = " ▁▂▃▄▅▆▇█"
+
+
+def histogram_cell(counts: Sequence[int]) -> str:
+    """A value histogram as a row of bars (0 to 1, left to right).
+
+    >>> histogram_cell([0, 1, 2, 4, 8])
+    ' ▁▂▄█'
+    """
+    top = max(counts) if counts else 0
+    return "".join(_BARS[round(8 * c / top)] if top else " " for c in counts)
+
+
+def diagnostics_markdown(summary: Any) -> str:
+    """Per role: value histogram, positive rate, pairs per tree, flips, verdicts, diversity,
+    from the label summary's `diagnostics` ("" when it has none)."""
+    diag = summary.get("diagnostics") if isinstance(summary, Mapping) else None
+    if not diag:
+        return ""
+    lines = ["| role | values 0 → 1 | positive | DPO pairs / tree | wrong → right | "
+             "right → wrong | verdict TPR / FPR | distinct answers / siblings (collapsed) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for role, d in diag.items():
+        pairs = d.get("pairs_per_tree")
+        flips = d.get("flips")
+        verdicts = d.get("verdicts")
+        div = d.get("diversity")
+        rate = d["values"]["positive_rate"]
+        cells = [
+            role, f"`{histogram_cell(d['values']['histogram'])}`",
+            NOT_AVAILABLE if rate is None else pct(rate),
+            f"{pairs['mean']:.2f}" if pairs else NOT_AVAILABLE,
+            str(flips["wrong->right"]) if flips else NOT_AVAILABLE,
+            str(flips["right->wrong"]) if flips else NOT_AVAILABLE,
+            f"{_maybe(verdicts['tpr'])} / {_maybe(verdicts['fpr'])}" if verdicts else NOT_AVAILABLE,
+            f"{div['distinct_answers_mean']:.2f} ({div['collapsed']} of {div['sibling_groups']})"
+            if div else NOT_AVAILABLE,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _maybe(x: float | None) -> str:
+    return NOT_AVAILABLE if x is None else f"{x:.2f}"
+
+
 def mean_std_cell(stat: Mapping[str, float] | None) -> str:
     """A {"mean", "std"} accuracy as "mean ± std" in percent; "—" when not available.
 
@@ -202,7 +264,7 @@ def role_data_markdown(summary: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-_SKIP = {"files", "seconds", "lengths"}  # paths, timings and length reports (own section)
+_SKIP = {"files", "seconds", "lengths", "diagnostics"}  # paths, timings; own sections
 
 
 def _role_names(summary: Mapping[str, Any]) -> list[str]:
@@ -230,6 +292,19 @@ def _fmt(value: Any) -> str:
         return f"{value:.4g}"
     return str(value).replace("|", "\\|")
 
+
+DIAGNOSTICS_NOTE = (
+    "From the training trees (`label/summary.json`, `diagnostics`): each role's node values "
+    "(bars: share of nodes per tenth of the value range), the share labelled positive, DPO pairs "
+    "per tree, how often an answering role turned the answer it reviewed from wrong to right "
+    "and back, how often a verifier called a wrong answer wrong (TPR) and a right one wrong "
+    "(FPR) where the task reads verdicts, and distinct answers among siblings (collapsed: one "
+    "answer among all siblings, nothing left to contrast).\n")
+
+COST_NOTE = (
+    "Per question, averaged over seeds: the model calls a method makes and the prompt plus "
+    "completion tokens the backend reported for them (a question's k first-role samples share "
+    "one prompt). SA + MV@9 votes over as many samples as MALT makes calls.\n")
 
 ABLATION_NOTE = (
     "Table 4: one role from the base model, the others MALT's (base G, base V, base R). "
@@ -260,6 +335,8 @@ def report_markdown(
              "\n## Setup\n\n", setup_markdown(results_list),
              *_section("What the verifier and refiner do to the generator's answers",
                        refinement_markdown(results_list)),
+             *_section("Cost: model calls and tokens", cost_markdown(results_list)
+                       and f"{cost_markdown(results_list)}\n{COST_NOTE}"),
              "\n## Test split and overlap with the training trees\n\n",
              leakage_markdown(results_list)]
     if chart:
@@ -269,6 +346,8 @@ def report_markdown(
                   f"![accuracy after each turn]({turnwise_chart})\n"]
     if label_summary is not None:
         parts += ["\n## Role data (label stage)\n\n", role_data_markdown(label_summary)]
+        parts += _section("Per-role credit diagnostics", diagnostics_markdown(label_summary)
+                          and f"{diagnostics_markdown(label_summary)}\n{DIAGNOSTICS_NOTE}")
     return "".join(parts)
 
 

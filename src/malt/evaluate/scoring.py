@@ -88,10 +88,25 @@ def method_record(
         "supporters": list(vote.supporters),
         "no_answer": vote.answer is None,
         "correct": bool(correct),
+        "cost": chain_cost(used, len(roles)),
     }
     if len(roles) > 1:
         record["turns"] = turn_votes(views, roles.names, problem, task)
     return record
+
+
+def chain_cost(chains: Sequence[Chain], n_roles: int) -> dict[str, int]:
+    """What the chains of one question cost: model calls, prompt and completion tokens.
+
+    The chains of a question share their first role's prompt (its k samples are one call's n
+    in the token ledger), so that prompt counts once; every later step is its own prompt.
+    """
+    steps = [s for c in chains for s in c.steps[:n_roles]]
+    later = [s for c in chains for s in c.steps[1:n_roles]]
+    first = chains[0].steps[0].prompt_tokens if chains else None
+    return {"calls": len(steps),
+            "prompt_tokens": (first or 0) + sum(s.prompt_tokens or 0 for s in later),
+            "completion_tokens": sum(s.num_tokens or 0 for s in steps)}
 
 
 def seed_summary(records: Sequence[Mapping[str, Any]], roles: RoleChain) -> dict[str, Any]:
@@ -104,10 +119,17 @@ def seed_summary(records: Sequence[Mapping[str, Any]], roles: RoleChain) -> dict
     """
     n = len(records)
     correct = sum(1 for r in records if r["correct"])
+    costs = [r["cost"] for r in records if "cost" in r]
+    tokens = sum(c["prompt_tokens"] + c["completion_tokens"] for c in costs)
     out = {
         "accuracy": correct / n if n else 0.0,
         "correct": correct,
         "n": n,
+        "calls_per_question": _rate(sum(c["calls"] for c in costs), len(costs)),
+        "tokens_per_question": _rate(tokens, len(costs)),
+        # Accuracy (0..1) per 1,000 tokens spent per question: the compute-fair comparison.
+        "accuracy_per_1k_tokens": _rate(correct / n, tokens / len(costs) / 1000)
+        if n and costs and tokens else None,
         "no_answer": sum(1 for r in records if r["no_answer"]),
         "chains": sum(len(r["chains"]) for r in records),
         "chain_accuracy": _rate(sum(c["correct"] for r in records for c in r["chains"]),
@@ -143,7 +165,10 @@ def build_results(
         per_seed = {str(s): seed_summary(records[(m.name, s)], roles) for s in seeds}
         mean, std = mean_std([v["accuracy"] for v in per_seed.values()])
         sources = method_roles(m, chain)
+        costs = [v for v in per_seed.values() if v["tokens_per_question"]]
         table[m.name] = {"label": m.label, "group": m.group, "roles": list(roles.names),
+                         "calls_per_question": _mean([v["calls_per_question"] for v in costs]),
+                         "tokens_per_question": _mean([v["tokens_per_question"] for v in costs]),
                          "chain": roles.describe(), "sources": sources,
                          "source": _one_source(sources), "multi_agent": len(roles) > 1,
                          "vote": m.vote, "per_seed": per_seed, "mean": mean, "std": std}
@@ -162,6 +187,10 @@ def build_results(
             },
         }
     return out
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
 
 
 def _one_source(sources: Mapping[str, str]) -> str:

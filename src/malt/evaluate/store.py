@@ -87,6 +87,26 @@ def save_chunk(path: Path, problems: Sequence[Problem], chains: Sequence[Sequenc
                        for p, cs in zip(problems, chains, strict=True)))
 
 
+def ledger(eval_dir: Path) -> dict[str, dict[str, dict[str, int]]]:
+    """Tokens the backend reported for every cached chain, per group and role: prompts and
+    their tokens (a question's first-role prompt once: its k samples are one call), samples
+    and their completion tokens."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for path in sorted((eval_dir / "chains").glob("*/seed*/chunk-*.jsonl")):
+        group = out.setdefault(path.parent.parent.name, {})
+        for _, row in read_jsonl(path):
+            for i, chain in enumerate(row.get("chains", ())):
+                for j, step in enumerate(chain.get("steps", ())):
+                    counts = group.setdefault(step["role"], dict.fromkeys(
+                        ("prompts", "prompt_tokens", "samples", "completion_tokens"), 0))
+                    counts["samples"] += 1
+                    counts["completion_tokens"] += step.get("num_tokens") or 0
+                    if j > 0 or i == 0:
+                        counts["prompts"] += 1
+                        counts["prompt_tokens"] += step.get("prompt_tokens") or 0
+    return out
+
+
 RESTART = "evaluate again from scratch"
 
 

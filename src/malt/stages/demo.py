@@ -63,13 +63,15 @@ def show_outcome(results: dict[str, Any], paths: dict[str, Any]) -> None:
     _say(f"Report: {paths['markdown']}")
     charts = [p for p in (paths["chart"], paths.get("turnwise_chart")) if p]
     _say("Charts: " + "\n        ".join(charts))
+    if paths.get("explore"):
+        _say(f"Explore the trees and chains: {paths['explore']}")
 
 
 def run(cfg: RunConfig, questions: int | None = None, test_questions: int = 200,
         fresh: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run the demo pipeline in `cfg.run_dir`; returns the timings, report paths and results."""
     from malt.stages import eval as eval_stage
-    from malt.stages import generate, label, report, train
+    from malt.stages import explore, generate, label, report, train
 
     check_arguments(questions, test_questions)
     _quiet_libraries()
@@ -97,6 +99,7 @@ def run(cfg: RunConfig, questions: int | None = None, test_questions: int = 200,
     timed("train", train.run, cfg, progress=progress)
     results = timed("eval", eval_stage.run, cfg, progress=progress)
     paths = timed("report", report.run, cfg)
+    paths["explore"] = timed("explore", explore.run, cfg)["page"]
     seconds["total"] = round(sum(seconds.values()), 2)
     write_json(run_dir / "demo" / "timings.json", seconds)
     _say("[malt demo] where the time went: " + ", ".join(

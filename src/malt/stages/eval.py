@@ -120,7 +120,8 @@ def run(
     save_config(cfg, eval_dir / "config.yaml")
     write_json(eval_dir / "manifest.json", manifest({
         "stage": "eval", "settings": json.loads((eval_dir / "settings.json").read_text()),
-        "backend": cfg.backend.name, "methods": [m.name for m in methods]}))
+        "backend": cfg.backend.name, "methods": [m.name for m in methods],
+        "ledger": store.ledger(eval_dir)}))
     return results
 
 
@@ -249,7 +250,7 @@ def evaluate_group(
     progress: bool = False,
 ) -> None:
     """Sample the chains one group needs and write its pending record files."""
-    k = cfg.eval.chains if any(m.vote for m, _ in pending) else 1
+    k = max(m.k(cfg.eval.chains, chain) for m, _ in pending)
     longest = max(len(m.chain(chain)) for m, _ in pending)
     roles = group.chain.prefix(longest)
     eval_dir = cfg.stage_dir("eval")
@@ -263,7 +264,7 @@ def evaluate_group(
                                      seed, bar.update)
             for m, s in pending:
                 if s == seed:
-                    rows = [method_record(m, chain, p, cs, cfg.eval.chains, task)
+                    rows = [method_record(m, chain, p, cs, m.k(cfg.eval.chains, chain), task)
                             for p, cs in zip(subsets[seed], chains, strict=True)]
                     store.write_records(store.records_path(eval_dir, m.name, seed), rows)
     finally:

@@ -100,8 +100,9 @@ def run(
         info = run_manifest(cfg, source, len(problems), status, summary)
         write_json(out / "manifest.json", {**info, "consumed": consumed, "shards": shard_stats})
 
-    def on_shard(index: int, trees: list[Tree]) -> None:
-        shard_stats[shard_path(out, index).name] = tree_stats(task, trees)
+    def on_shard(index: int, trees: list[Tree], sampled: SampleStats) -> None:
+        shard_stats[shard_path(out, index).name] = {**tree_stats(task, trees),
+                                                    "ledger": sampled.ledger()}
         save("running")
 
     save("running")
@@ -132,7 +133,7 @@ def _generate_chunks(
     pending: list[int],
     out: Path,
     progress: bool,
-    on_shard: Callable[[int, list[Tree]], None],
+    on_shard: Callable[[int, list[Tree], SampleStats], None],
 ) -> SampleStats:
     """Sample and write each pending chunk, with a progress bar of questions and tokens/s."""
     from tqdm.auto import tqdm
@@ -153,10 +154,10 @@ def _generate_chunks(
             bar.set_postfix_str(f"{chain.role(role).letter.upper()} level, {rate:,.0f} tok/s")
 
         for i in pending:
-            trees, _ = sample_trees(task, chunks[i], backend, sampling, cfg.seed, on_level,
-                                    chain=chain)
+            trees, sampled = sample_trees(task, chunks[i], backend, sampling, cfg.seed,
+                                          on_level, chain=chain)
             write_trees(shard_path(out, i), trees)
-            on_shard(i, trees)
+            on_shard(i, trees, sampled)
             bar.update(len(chunks[i]))
     return stats
 
@@ -312,6 +313,12 @@ def summarize(
     """Totals over every shard of the run, plus what this invocation generated and its time."""
     total = {k: sum(s[k] for s in shards) for k in ("trees", "leaves", "correct_leaves", "tokens")}
     leaves = total["leaves"]
+    ledger: dict[str, dict[str, int]] = {}
+    for shard in shards:
+        for role, counts in shard.get("ledger", {}).items():
+            into = ledger.setdefault(role, dict.fromkeys(counts, 0))
+            for key, n in counts.items():
+                into[key] += n
     return {
         "run_dir": str(out),
         "shards": len(shards),
@@ -319,6 +326,10 @@ def summarize(
         "leaves": leaves,
         "mean_leaf_reward": round(total["correct_leaves"] / leaves, 4) if leaves else None,
         "tokens": total["tokens"],
+        # Prompt and completion tokens per role, as the backend reported them; shards
+        # finished before the ledger existed are not in it (`shards_without_ledger`).
+        "ledger": ledger,
+        "shards_without_ledger": sum(1 for s in shards if "ledger" not in s),
         "generated_now": {
             "generations": sum(stats.generations.values()),
             "tokens": stats.total_tokens,

@@ -25,6 +25,7 @@ from typing import Any
 from malt.chain import RoleChain
 from malt.config import RunConfig, save_config, to_dict
 from malt.credit import label_tree
+from malt.diagnostics import Diagnostics
 from malt.errors import MaltError
 from malt.fingerprint import config_inputs, input_files
 from malt.io import (
@@ -95,6 +96,7 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
     }
     meters, lengths = length_meters(cfg, chain.models, dpo_slots)
     stats, errors, answers = RoleStats(chain), [], Counter()
+    diagnostics = Diagnostics(chain, task)
     start = time.perf_counter()
     try:
         with atomic_open(out / "labels.jsonl") as labels:
@@ -104,7 +106,7 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
                     continue
                 tree = label_tree(item, task, cfg.credit.pooling, cfg.credit.threshold,
                                   answers, chain=chain)
-                _write_tree(tree, writers, stats, cfg, chain, meters)
+                _write_tree(tree, writers, stats, cfg, chain, meters, diagnostics)
                 labels.write(dumps(_labels_row(tree)) + "\n")
     except BaseException:
         for w in writers.values():
@@ -119,6 +121,7 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
         "paper_pairs_per_role": list(PAPER_PAIRS_PER_ROLE),
         "lengths": lengths,
         "answers": {status: answers[status] for status in STATUSES},  # answering roles' outputs
+        "diagnostics": diagnostics.to_dict(),
         "malformed_trees": len(errors),
         "seconds": round(time.perf_counter() - start, 3),
         "files": files,
@@ -165,7 +168,8 @@ def length_meters(cfg: RunConfig, slots: tuple[str, ...], dpo_slots: tuple[str, 
 
 
 def _write_tree(tree: Tree, writers: dict[str, DatasetWriter], stats: RoleStats,
-                cfg: RunConfig, chain: RoleChain, meters: dict[str, LengthMeter]) -> None:
+                cfg: RunConfig, chain: RoleChain, meters: dict[str, LengthMeter],
+                diagnostics: Diagnostics) -> None:
     stats.add_tree(tree)
     slot = {r.name: r.model for r in chain}
     for node in sft_nodes(tree):
@@ -175,7 +179,9 @@ def _write_tree(tree: Tree, writers: dict[str, DatasetWriter], stats: RoleStats,
             meter.add(row)
         stats.sft_rows[slot[node.role]] += 1
     seen = set()
-    pairs = preference_pairs(tree, cfg.data.max_pairs_per_parent, cfg.seed, pair_roles(chain))
+    pairs = list(preference_pairs(tree, cfg.data.max_pairs_per_parent, cfg.seed,
+                                  pair_roles(chain)))
+    diagnostics.add_tree(tree, pairs)
     for chosen, rejected in pairs:
         row = dpo_row(chosen, rejected)
         writers[f"dpo_{slot[chosen.role]}"].write(row)

@@ -215,4 +215,5 @@ TASK = Task(
     answer_view=answer_view,
     critique_view=verdict_view,
     critique_answer_fn=critique_answer,
+    critique_flags_fn=critique_flags,
 )

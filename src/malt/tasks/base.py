@@ -64,6 +64,9 @@ class Task:
     # The answer a critique states itself, where the task's verifier states one (turn-wise
     # accuracy after V); None: critiques state no answer.
     critique_answer_fn: Callable[[str], str | None] | None = None
+    # Whether a critique calls the reviewed answer wrong (True), right (False) or says
+    # neither (None), where the task can read a verdict; None: it cannot (diagnostics only).
+    critique_flags_fn: Callable[[str], bool | None] | None = None
 
     def load(
         self,
@@ -99,6 +102,11 @@ class Task:
     def critique_answer(self, text: str) -> str | None:
         """The answer a critique states itself, or None (also for tasks whose V states none)."""
         return None if self.critique_answer_fn is None else self.critique_answer_fn(text)
+
+    def critique_flags(self, text: str) -> bool | None:
+        """The critique's verdict on the answer it reviewed: wrong (True), right (False), or
+        None (no verdict, or a task whose verdicts it cannot read)."""
+        return None if self.critique_flags_fn is None else self.critique_flags_fn(text)
 
     def reward(self, completion: str, problem: Problem) -> int:
         """1 when the completion's final answer matches the problem's gold answer, else 0."""
