@@ -172,14 +172,16 @@ def eval_row(question: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def page_parts(meta: Mapping[str, Any], trees: Iterable[tuple[Tree, Sequence[tuple[Node, Node]]]],
-               chain: RoleChain, questions: Sequence[Mapping[str, Any]] = ()) -> Iterator[str]:
+               chain: RoleChain, questions: Sequence[Mapping[str, Any]] = (),
+               diagnostics: Mapping[str, Any] | None = None) -> Iterator[str]:
     """The page, in parts to write one after another: head, one element per tree and per
     eval question, then the index (built on the way) and the script.
 
     `trees` yields labelled trees with their DPO pairs; `meta` is shown in the header
-    (run dir, task, credit settings, ...) and travels in the index.
+    (run dir, task, credit settings, ...) and travels in the index; `diagnostics` (the label
+    summary's per-role diagnostics) is shown as a table under the header.
     """
-    yield _head(meta)
+    yield _head(meta, diagnostics_html(diagnostics) if diagnostics else "")
     rows = []
     for n, (tree, pairs) in enumerate(trees):
         rows.append(tree_row(tree, chain, len(pairs)))
@@ -193,15 +195,44 @@ def page_parts(meta: Mapping[str, Any], trees: Iterable[tuple[Tree, Sequence[tup
     yield f"<script>\n{JS}</script>\n</body>\n</html>\n"
 
 
+def diagnostics_html(diagnostics: Mapping[str, Any]) -> str:
+    """The per-role credit diagnostics (`malt.diagnostics`) as a collapsible table.
+
+    >>> "<td>verifier</td>" in diagnostics_html({"verifier": {"values": {"histogram": [1, 0],
+    ...     "positive_rate": 0.5}, "verdicts": {"tpr": 0.9, "fpr": 0.1}}})
+    True
+    """
+    def cell(x: Any) -> str:
+        return f"<td>{html.escape('—' if x is None else str(x))}</td>"
+
+    head = ["role", "values 0 → 1", "positive rate", "DPO pairs / tree", "wrong → right",
+            "right → wrong", "verdict TPR", "verdict FPR", "distinct answers / siblings",
+            "collapsed groups"]
+    rows = []
+    for role, d in diagnostics.items():
+        flips, verdicts = d.get("flips") or {}, d.get("verdicts") or {}
+        pairs, div = d.get("pairs_per_tree") or {}, d.get("diversity") or {}
+        values = d.get("values", {})
+        rows.append("<tr>" + "".join(cell(x) for x in (
+            role, " ".join(map(str, values.get("histogram", []))), values.get("positive_rate"),
+            pairs.get("mean"), flips.get("wrong->right"), flips.get("right->wrong"),
+            verdicts.get("tpr"), verdicts.get("fpr"), div.get("distinct_answers_mean"),
+            div.get("collapsed"))) + "</tr>")
+    return ('<details id="diagnostics"><summary>Per-role credit diagnostics (training trees)'
+            '</summary>\n<table><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+            + "</tr>\n" + "\n".join(rows) + "\n</table></details>\n")
+
+
 def chain_meta(chain: RoleChain) -> list[dict[str, Any]]:
     """What the script needs of each role: name, letter, model slot, answers, pairs."""
     return [{"name": r.name, "letter": r.letter, "model": r.model, "answers": r.answers,
              "pairs": r.pairs} for r in chain]
 
 
-def _head(meta: Mapping[str, Any]) -> str:
+def _head(meta: Mapping[str, Any], under_header: str = "") -> str:
     title = html.escape(f"malt explore: {meta.get('run_dir', '')}")
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{title}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n"
-            '<header id="top"></header>\n<nav id="tabs"></nav>\n<main id="app"></main>\n')
+            f'<header id="top"></header>\n{under_header}<nav id="tabs"></nav>\n'
+            '<main id="app"></main>\n')

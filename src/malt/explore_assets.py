@@ -12,6 +12,11 @@ CSS = """\
 body { margin: 0; color: #1f2328; background: #fff; }
 header { padding: .6rem 1rem; border-bottom: 1px solid var(--line); background: var(--soft); }
 h1 { font-size: 1.2rem; margin: 0 0 .3rem; }
+#diagnostics { padding: .3rem 1rem; border-bottom: 1px solid var(--line); }
+#diagnostics summary { cursor: pointer; color: #57606a; }
+#diagnostics table { border-collapse: collapse; margin: .4rem 0; }
+#diagnostics th, #diagnostics td { border: 1px solid var(--line); padding: .15rem .5rem; text-align: right; }
+#diagnostics td:first-child { text-align: left; }
 h2 { font-size: 1.1rem; margin: .2rem 0 .5rem; }
 h3 { font-size: 1rem; margin: 0; }
 .meta span { display: inline-block; margin-right: 1.2rem; color: #57606a; }

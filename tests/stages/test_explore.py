@@ -133,6 +133,15 @@ def test_index_lists_every_question_and_each_tree_round_trips(run):
             (x["id"], x["answer"], x["reward"], x["value"], x["label"]) for x in row["nodes"]]
 
 
+def test_the_label_stages_diagnostics_are_shown_per_role(run):
+    text = (run / "report" / "explore.html").read_text(encoding="utf-8")
+    diag = json.loads((run / "label" / "summary.json").read_text())["diagnostics"]
+    table = text.split('<details id="diagnostics">')[1].split("</details>")[0]
+    rows = table.split("<tr>")[2:]
+    assert [r.split("</td>")[0].removeprefix("<td>") for r in rows] == list(diag) == ROLES
+    assert f"<td>{diag['refiner']['flips']['wrong->right']}</td>" in rows[2]
+
+
 def test_model_text_cannot_break_out_of_its_script_element(run):
     text = (run / "report" / "explore.html").read_text(encoding="utf-8")
     assert EVIL not in text and "<!--" not in text and "<b>" not in text

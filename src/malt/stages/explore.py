@@ -31,6 +31,13 @@ from malt.tasks import get_task
 PAGE = "explore.html"
 
 
+def label_diagnostics(label_dir: Path) -> dict[str, Any] | None:
+    """The label summary's per-role diagnostics, when the run has been labelled."""
+    path = label_dir / "summary.json"
+    summary = read_json(path) if path.is_file() else None
+    return summary.get("diagnostics") if isinstance(summary, dict) else None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trees", help="tree shard or folder (default: <run_dir>/generate)")
 
@@ -55,7 +62,9 @@ def run(cfg: RunConfig, trees: str | Path | None = None) -> dict[str, Any]:
     counted = {"trees": 0, "pairs": 0}
     out = ensure_writable(cfg.stage_dir("report")) / PAGE
     with atomic_open(out) as f:
-        for part in page_parts(meta, labelled(source, settings, chain, counted), chain, questions):
+        parts = page_parts(meta, labelled(source, settings, chain, counted), chain, questions,
+                           label_diagnostics(cfg.stage_dir("label")))
+        for part in parts:
             f.write(part)
         if counted["trees"] == 0:  # raised inside, so the empty page is never kept
             raise MaltError(f"{source}: no trees found in the tree shards")

@@ -3,7 +3,7 @@
 Reads `<run_dir>/eval/results.json` (plus any `--results` files of other tasks, one column
 group each) and `<run_dir>/label/summary.json` when present; writes `<run_dir>/report/
 report.md`, `<run_dir>/report/accuracy.png` and, when a multi-agent method was evaluated,
-`<run_dir>/report/turnwise.png`. Rendering itself is pure (`malt.evaluate.render`).
+`<run_dir>/report/turnwise.png`. Rendering itself is pure (`malt.evaluate.render`, `malt.evaluate.charts`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,8 @@ from typing import Any
 
 from malt.config import RunConfig
 from malt.errors import MaltError
-from malt.evaluate.render import (
-    accuracy_figure,
-    report_markdown,
-    turnwise_figure,
-    turnwise_methods,
-)
+from malt.evaluate.charts import accuracy_figure, turnwise_figure
+from malt.evaluate.render import report_markdown, turnwise_methods
 from malt.io import atomic_open, ensure_writable, read_json
 
 CHART = "accuracy.png"
