@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("malt.stages.eval", "run the paper's settings on the test split with majority vote"),
     "report": ("malt.stages.report", "render Table 1 (Markdown) and an accuracy chart from eval results"),
     "explore": ("malt.stages.explore", "one offline HTML page to browse the trees, credit and eval chains"),
+    "iterate": ("malt.stages.iterate", "iterative MALT: rounds of generate, label, train "
+                "(and eval), each sampling with the previous round's agents"),
     "demo": ("malt.stages.demo", "the whole pipeline on the embedded tiny model and arith task (CPU)"),
 }
 

@@ -49,6 +49,10 @@ class TaskConfig:
     test_split: str = "test"
     hub_config: str | None = None  # e.g. "main" for openai/gsm8k on the Hub
     limit_train: int | None = None  # first N training questions (None: all)
+    skip_train: int = 0  # leave out the first M (iterate: each round its own questions), >= 0
+
+    def __post_init__(self) -> None:
+        _check(self.skip_train >= 0, "skip_train", "must be at least 0")
 
 
 EMBEDDED = "embedded"  # model name meaning the tiny base shipped with malt
@@ -321,6 +325,29 @@ class EvalConfig:
 
 
 @dataclass
+class IterateConfig:
+    """Iterative MALT (`malt iterate`): rounds of generate -> label -> train -> eval, each in
+    `<run_dir>/round-<r>/`; round r > 1 samples its trees with round r-1's final agents."""
+
+    rounds: int = 1  # >= 1
+    thresholds: list[float] = field(default_factory=list)  # per round; empty: credit.threshold
+    fresh_questions: bool = False  # each round its own `task.limit_train` training questions
+    sample_with: Literal["previous", "base"] = "previous"  # whose agents sample round r > 1
+    # Stop before the next round when this share of the last role's sibling groups gave one
+    # answer only (diversity collapse: nothing left to contrast); null: never.
+    stop_collapsed: float | None = 0.9
+    eval: bool = True  # evaluate each round's agents (eval.methods) and tabulate the rounds
+
+    def __post_init__(self) -> None:
+        _check(self.rounds >= 1, "rounds", "must be at least 1")
+        _check(not self.thresholds or len(self.thresholds) == self.rounds, "thresholds",
+               "must give one threshold per round, or none")
+        _check(all(0 <= t < 1 for t in self.thresholds), "thresholds", "must be in [0, 1)")
+        _check(self.stop_collapsed is None or 0 < self.stop_collapsed <= 1, "stop_collapsed",
+               "must be in (0, 1] or null")
+
+
+@dataclass
 class RunConfig:
     """A whole MALT run; stages write to `<run_dir>/<stage>/`."""
 
@@ -337,6 +364,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    iterate: IterateConfig = field(default_factory=IterateConfig)
 
     def stage_dir(self, stage: str) -> Path:
         return Path(self.run_dir) / stage

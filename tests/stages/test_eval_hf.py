@@ -74,7 +74,11 @@ def test_every_method_on_a_tiny_model_then_the_report(tiny_run):
     # real hf one, built from the config with the base model and the LoRA adapters.
     res = eval_stage.run(cfg, task=fakes.TOY)
     assert res["order"] == ["sa", "sa_mv", "ma", "ma_mv", "star_sa", "star_sa_mv", "star_ma",
-                            "star_ma_mv", "malt_no_mv", "malt"]
+                            "star_ma_mv", "malt_no_mv", "malt", "sa_mv9"]
+    # The hf backend reports prompt tokens: every record knows what its question cost.
+    assert all(r["cost"]["prompt_tokens"] > 0 and r["cost"]["completion_tokens"] > 0
+               for r in map(json.loads, (run_dir / "eval" / "records" / "malt" / "seed1.jsonl")
+                            .read_text().splitlines()))
     for m in res["methods"].values():
         for summary in m["per_seed"].values():
             # A random model rarely states an answer: unanswered votes are counted, not fatal.

@@ -5,7 +5,8 @@ Pure: results dicts in (as `malt eval` writes them), Figures out; saving is the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from malt.evaluate.render import Results, method_order, turn_columns, turnwise_methods
 
@@ -82,5 +83,35 @@ def turnwise_figure(results_list: Sequence[Results]):
         ax.set_title(f"{res['task']}: accuracy after each turn")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def rounds_figure(rounds: Sequence[Mapping[str, Any]]):
+    """Iterative MALT: each method's accuracy per round (std bars), and the last role's
+    distinct answers among siblings (the diversity that collapses over rounds)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.5, 4.2), dpi=120)
+    acc, div = fig.subplots(1, 2)
+    xs = [r["round"] for r in rounds]
+    names = list(dict.fromkeys(n for r in rounds for n in r.get("methods", {})))
+    for i, name in enumerate(names):
+        pts = [(r["round"], r["methods"][name]) for r in rounds if name in r.get("methods", {})]
+        acc.errorbar([x for x, _ in pts], [100 * m["mean"] for _, m in pts],
+                     yerr=[100 * m["std"] for _, m in pts], marker="o", capsize=3,
+                     color=f"C{i % 10}", label=name)
+    acc.set_xlabel("round")
+    acc.set_ylabel("accuracy (%)")
+    acc.set_xticks(xs)
+    acc.grid(alpha=0.3)
+    if names:
+        acc.legend(fontsize=8)
+    last = [list(r.get("distinct_answers", {}).values())[-1:] for r in rounds]
+    div.plot(xs, [v[0] if v else float("nan") for v in last], marker="o", color="C3")
+    div.set_xlabel("round")
+    div.set_ylabel("distinct answers among siblings (last role)")
+    div.set_xticks(xs)
+    div.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -190,6 +190,36 @@ def _maybe(x: float | None) -> str:
     return NOT_AVAILABLE if x is None else f"{x:.2f}"
 
 
+def rounds_markdown(rounds: Sequence[Mapping[str, Any]]) -> str:
+    """Iterative MALT: per round, each method's accuracy (MALT's with its CI against the
+    first other method evaluated), the trees' leaf accuracy, distinct answers, DPO pairs."""
+    methods = list(dict.fromkeys(n for r in rounds for n in r.get("methods", {})))
+    head = ["round", "threshold", *methods, "leaf acc. (%)", "distinct answers (last role)",
+            "collapsed groups (%)", "DPO pairs"]
+    lines = ["# Iterative MALT: rounds\n", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    for r in rounds:
+        cells = [str(r["round"]), f"{r['threshold']:g}"]
+        for name in methods:
+            m = r.get("methods", {}).get(name)
+            cells.append(mean_std_cell(m) if m else NOT_AVAILABLE)
+        last = list(r.get("distinct_answers", {}).values())[-1:] or [None]
+        share = r.get("collapsed_share")
+        pairs = ", ".join(f"{k} {v}" for k, v in r.get("dpo_pairs", {}).items() if v)
+        cells += [pct(r["leaf_accuracy"]) if r.get("leaf_accuracy") is not None else NOT_AVAILABLE,
+                  _maybe(last[0]), NOT_AVAILABLE if share is None else pct(share), pairs or "0"]
+        lines.append("| " + " | ".join(cells) + " |")
+    cis = [(r["round"], name, ci) for r in rounds for name, ci in r.get("comparisons", {}).items()]
+    if cis:
+        lines += ["", "MALT minus each method, paired 95% CI per round (points):", ""]
+        lines += [f"- round {rnd}, {name}: {signed_pct(ci['diff'])} [{signed_pct(ci['ci_low'])}, "
+                  f"{signed_pct(ci['ci_high'])}]" for rnd, name, ci in cis]
+    stopped = [r for r in rounds if r.get("stopped")]
+    if stopped:
+        lines += ["", f"Stopped after round {stopped[0]['round']}: {stopped[0]['stopped']}."]
+    return "\n".join(lines) + "\n"
+
+
 def mean_std_cell(stat: Mapping[str, float] | None) -> str:
     """A {"mean", "std"} accuracy as "mean ± std" in percent; "—" when not available.
 

@@ -16,17 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from malt.artifacts import BASE, resolve
-from malt.backends.base import Backend
+from malt.backends.base import Backend, ModelSpec
 from malt.config import RunConfig, save_config, to_dict
 from malt.errors import MaltError
-from malt.fingerprint import check_unchanged, config_inputs, model_fingerprint
+from malt.fingerprint import check_unchanged, config_inputs, model_fingerprint, spec_fingerprint
 from malt.io import (
     ensure_writable,
     manifest,
@@ -50,6 +50,7 @@ FINGERPRINT_KEYS = (
     "chain",
     "task.name",
     "task.train",
+    "task.skip_train",
     "task.test",
     "task.train_split",
     "task.test_split",
@@ -81,13 +82,19 @@ def run(
     restart: bool = False,
     backend: Backend | None = None,
     progress: bool = True,
+    models: Mapping[str, ModelSpec] | None = None,
 ) -> dict[str, Any]:
-    """Generate (or finish generating) the trees of `cfg`; returns the summary dict."""
+    """Generate (or finish generating) the trees of `cfg`; returns the summary dict.
+
+    `models` (role -> ModelSpec) samples with other models than the config's base models,
+    e.g. an earlier round's trained agents (`malt iterate`); they are fingerprinted by
+    content like the base models, so a retrained adapter is never served stale trees.
+    """
     start = time.perf_counter()
     out = ensure_writable(cfg.stage_dir(STAGE))
     task = get_task(cfg.task.name)
     source, problems = load_problems(task, cfg)
-    consumed = consumed_inputs(cfg)
+    consumed = consumed_inputs(cfg, models)
     prepare_dir(out, cfg, restart, consumed)
     # Per-shard totals (trees, leaves, reward, tokens) live in the manifest, updated after each
     # shard, so a resumed run's summary need not re-grade every finished tree.
@@ -109,7 +116,7 @@ def run(
     stats = SampleStats()
     if pending:
         own_backend = backend is None
-        backend = backend or build_run_backend(cfg)
+        backend = backend or build_run_backend(cfg, models)
         try:
             stats = _generate_chunks(cfg, task, backend, chunks, pending, out, progress, on_shard)
         finally:
@@ -162,11 +169,11 @@ def _generate_chunks(
     return stats
 
 
-def build_run_backend(cfg: RunConfig) -> Backend:
-    """The configured backend with each role's base model (no adapters before training)."""
+def build_run_backend(cfg: RunConfig, models: Mapping[str, ModelSpec] | None = None) -> Backend:
+    """The configured backend with each role's model: `models`, else its base model."""
     from malt.backends import build_backend
 
-    models = {r.name: resolve(cfg, r.model, BASE) for r in chain_of(cfg)}
+    models = models or {r.name: resolve(cfg, r.model, BASE) for r in chain_of(cfg)}
     return build_backend(
         cfg.backend,
         models,
@@ -185,9 +192,11 @@ def load_problems(task: Task, cfg: RunConfig) -> tuple[str, list[Problem]]:
     if not source:
         raise MaltError(f"task.{split}: no data given for task {task.name!r}")
     hub_split = cfg.task.train_split if split == "train" else cfg.task.test_split
-    limit = cfg.task.limit_train if split == "train" else None
+    skip = cfg.task.skip_train if split == "train" else 0
+    limit = cfg.task.limit_train + skip if split == "train" and cfg.task.limit_train else None
     with reading(source):
-        problems = task.load(source, split=hub_split, hub_config=cfg.task.hub_config, limit=limit)
+        problems = task.load(source, split=hub_split, hub_config=cfg.task.hub_config,
+                             limit=limit)[skip:]
     if not problems:
         raise MaltError(f"{source}: no questions to generate for")
     return source, problems
@@ -202,10 +211,18 @@ def shard_path(out: Path, index: int) -> Path:
     return out / f"trees-{index:05d}.jsonl"
 
 
-def consumed_inputs(cfg: RunConfig) -> dict[str, Any]:
+def consumed_inputs(cfg: RunConfig, specs: Mapping[str, ModelSpec] | None = None
+                    ) -> dict[str, Any]:
     """What the trees depend on: the sampling settings and each role's model, by content."""
-    models = {f"the {slot} model": model_fingerprint(cfg.models.for_role(slot))
-              for slot in chain_of(cfg).models}
+    if specs is None:
+        models = {f"the {slot} model": model_fingerprint(cfg.models.for_role(slot))
+                  for slot in chain_of(cfg).models}
+    else:
+        models = {}
+        for role, spec in specs.items():
+            fp = spec_fingerprint(spec.model, spec.adapter)
+            models[f"the {role}'s model"] = fp["model"]
+            models[f"the {role}'s adapter"] = fp["adapter"]
     return {**config_inputs(to_dict(cfg), FINGERPRINT_KEYS), **models}
 
 
