@@ -251,6 +251,9 @@ class TrainConfig:
     bf16: bool | None = None
     gradient_checkpointing: bool | None = None
     attn_implementation: str | None = None  # e.g. flash_attention_2; None: see the docstring
+    # A run dir whose final adapters SFT continues from, per model slot (`malt iterate`: the
+    # previous round); None: a fresh LoRA adapter on the base model. LoRA only.
+    start_from: str | None = None
     # train.<slot>: per model slot of the chain (default: generator, verifier, refiner)
     roles: dict[str, TrainRoleConfig] = field(default_factory=dict, metadata=KEYED)
 
@@ -333,6 +336,7 @@ class IterateConfig:
     thresholds: list[float] = field(default_factory=list)  # per round; empty: credit.threshold
     fresh_questions: bool = False  # each round its own `task.limit_train` training questions
     sample_with: Literal["previous", "base"] = "previous"  # whose agents sample round r > 1
+    train_from: Literal["previous", "base"] = "previous"  # round r > 1's SFT starts from
     # Stop before the next round when this share of the last role's sibling groups gave one
     # answer only (diversity collapse: nothing left to contrast); null: never.
     stop_collapsed: float | None = 0.9

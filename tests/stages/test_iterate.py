@@ -76,6 +76,12 @@ def test_round_2_samples_with_round_1s_final_agents(finished):
     assert all(v for v in adapters.values())
     first = json.loads((run / "round-1" / "generate" / "manifest.json").read_text())
     assert not [k for k in first["consumed"] if k.endswith("adapter")]
+    # Round 2's SFT continues round 1's final adapter (iterate.train_from: previous).
+    for slot in ("generator", "verifier", "refiner"):
+        inputs = json.loads((run / "round-2" / "train" / slot / "metrics.json").read_text())
+        assert inputs["inputs"]["the adapter SFT starts from"]
+        r1 = json.loads((run / "round-1" / "train" / slot / "metrics.json").read_text())
+        assert "the adapter SFT starts from" not in r1["inputs"]
 
 
 def _bytes(run: Path) -> dict[str, bytes]:

@@ -38,6 +38,11 @@ class _Route:
     peft: bool
 
 
+# transformers 5.x renamed `past_key_values` (`cache`) but still takes it, warning on every
+# call: a log line per decode segment of every batch.
+_RENAMED = ".*past_key_values.*deprecated"
+
+
 def resolve_device(name: str) -> str:
     """`auto` becomes cuda when available, else cpu."""
     import torch
@@ -184,10 +189,7 @@ class HFBackend:
             row_seeds = [seeds[r] for r in rows]
             procs = sampling_processors(row_seeds, width, params.temperature, params.top_p, ids.device)
             with warnings.catch_warnings():
-                # transformers 5.x renames the argument (`cache`) but still takes this one,
-                # and warns once per call: a log line per segment of every batch.
-                warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated",
-                                        category=FutureWarning)
+                warnings.filterwarnings("ignore", message=_RENAMED, category=FutureWarning)
                 out = model.generate(
                     input_ids=ids,
                     attention_mask=mask,
@@ -242,13 +244,15 @@ class HFBackend:
         ids, mask = left_pad([p[:-1] for p in prompt_ids], pad_id)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=model.config)
-        model(
-            input_ids=ids.to(self.device),
-            attention_mask=mask.to(self.device),
-            position_ids=positions.to(self.device),
-            past_key_values=cache,
-            use_cache=True,
-        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_RENAMED, category=FutureWarning)
+            model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device),
+                past_key_values=cache,
+                use_cache=True,
+            )
         if self.kv_cache == "dynamic":
             cache.batch_repeat_interleave(n)
             return cache

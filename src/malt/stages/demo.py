@@ -122,13 +122,14 @@ def _resolve_base(cfg: RunConfig) -> None:
         cfg.models.base = str(base_model_path())
 
 
-def write_data(cfg: RunConfig, test_questions: int) -> None:
-    """Seeded arith train/test files under `<run_dir>/data/` (the splits never overlap)."""
+def write_data(cfg: RunConfig, test_questions: int, n_train: int | None = None) -> None:
+    """Seeded arith train/test files under `<run_dir>/data/` (the splits never overlap);
+    `n_train` training questions (default: `task.limit_train`, else 300)."""
     from malt.tasks import arith
 
     data = Path(cfg.run_dir) / "data"
     train_path, test_path = data / "arith_train.jsonl", data / "arith_test.jsonl"
-    n_train = cfg.task.limit_train or 300
+    n_train = n_train or cfg.task.limit_train or 300
     # Same seed and size -> same bytes, so a resumed demo sees the questions it started with.
     arith.write_split(train_path, n_train, split="train", seed=cfg.seed)
     arith.write_split(test_path, test_questions, split="test", seed=cfg.seed)

@@ -4,7 +4,8 @@ Round r runs in `<run_dir>/round-<r>/` with the stages exactly as a single run h
 each round resumes like they do (a finished stage is kept, an interrupted one continues, a
 changed input is refused). Round 1 is single-round MALT. Round r > 1 samples its trees with
 round r-1's final agents (`iterate.sample_with: previous`; `base` keeps the base models) and
-trains from the base model on its own trees; `credit.threshold` follows `iterate.thresholds`
+continues training round r-1's adapters on its own trees (`iterate.train_from: previous`;
+`base`: a fresh adapter each round); `credit.threshold` follows `iterate.thresholds`
 (e.g. 0.5, 0.7, 0.9: the paper's "dynamic thresholding"). With `iterate.fresh_questions`
 each round takes its own `task.limit_train` training questions (the rounds' slices never
 overlap). Before round r+1 starts, the run stops when the last role's sibling groups have
@@ -67,6 +68,13 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     from malt.stages import generate, label, report, train
 
     out = ensure_writable(Path(cfg.run_dir) / STAGE)
+    if cfg.task.name == "arith" and cfg.task.train is None:
+        from malt.stages.demo import write_data  # the embedded world: seeded questions, as the demo
+
+        per_round = cfg.task.limit_train or 300
+        write_data(cfg, test_questions=200,
+                   n_train=per_round * (cfg.iterate.rounds if cfg.iterate.fresh_questions else 1))
+        cfg.task.limit_train = per_round
     save_config(cfg, out / "config.yaml")
     rounds: list[dict[str, Any]] = []
     previous: RunConfig | None = None
@@ -75,6 +83,8 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
         _say(f"[malt iterate] round {r}: threshold {sub.credit.threshold}")
         models = sampling_models(previous) if previous and cfg.iterate.sample_with == "previous" \
             else None
+        if previous is not None and cfg.iterate.train_from == "previous":
+            sub.train.start_from = previous.run_dir
         generate.run(sub, progress=progress, models=models)
         summary = label.run(sub)
         train.run(sub, progress=progress)

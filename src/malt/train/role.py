@@ -20,7 +20,14 @@ from typing import Any
 
 from malt.backends.base import ModelSpec
 from malt.config import RunConfig, to_dict
-from malt.fingerprint import check_unchanged, config_inputs, input_files, model_fingerprint
+from malt.errors import MaltError
+from malt.fingerprint import (
+    check_unchanged,
+    config_inputs,
+    folder_fingerprint,
+    input_files,
+    model_fingerprint,
+)
 from malt.io import write_json
 from malt.train import checkpoints
 from malt.train.data import dataset_path, load_dataset
@@ -35,7 +42,8 @@ FINISHED = ("trained", "resumed")
 NO_PAIRS = ("no preference pairs (e.g. every sibling had the same label); "
             "the role keeps its SFT result")
 # train.* settings that do not change the trained weights (logging, checkpoint cadence).
-NEUTRAL = ("report_to", "logging_steps", "save_steps", "save_total_limit")
+# Settings that do not change the weights (`start_from` counts by its adapter's content).
+NEUTRAL = ("report_to", "logging_steps", "save_steps", "save_total_limit", "start_from")
 RETRAIN = "retrain it (the current result stays until the new one is complete)"
 
 
@@ -82,9 +90,28 @@ def role_inputs(cfg: RunConfig, role: str) -> dict[str, Any]:
     keys = ("seed", "data.format", "models.trust_remote_code", "models.revision")
     files = [dataset_path(cfg.stage_dir("label"), kind, role, cfg.data.format)
              for kind in phases(cfg, role)]
+    start = start_adapter(cfg, role)
     return {**config_inputs({"train": train}, ["train"]), **config_inputs(config, keys),
             **input_files(files, cfg.run_dir),
-            "the base model": model_fingerprint(cfg.models.for_role(role))}
+            "the base model": model_fingerprint(cfg.models.for_role(role)),
+            **({"the adapter SFT starts from": folder_fingerprint(start)} if start else {})}
+
+
+def start_adapter(cfg: RunConfig, role: str) -> Path | None:
+    """The final adapter of `train.start_from`'s run for this slot, or None."""
+    if cfg.train.start_from is None:
+        return None
+    if cfg.train.full_finetune:
+        raise MaltError("train.start_from continues LoRA adapters; it does not combine with "
+                        "train.full_finetune")
+    from malt.artifacts import FINAL, from_stored, models_path, read_models
+
+    path = models_path(cfg.train.start_from)
+    entry = read_models(path).get(role, {}).get(FINAL)
+    if entry is None:
+        raise MaltError(f"{path}: {role}.final is missing (train.start_from)")
+    adapter = from_stored(entry, cfg.train.start_from).adapter
+    return Path(adapter) if adapter else None
 
 
 def train_role(cfg: RunConfig, role: str, *, restart: bool = False,
@@ -141,7 +168,8 @@ def _train_phases(cfg: RunConfig, role: str, work: Path, inputs: dict[str, Any],
     def phase(name: str, lr: float, epochs: float | None, dest: str) -> Phase:
         return Phase(model=base, dest=work / dest, run_dir=work / f"{name}_checkpoints",
                      learning_rate=lr, epochs=epochs, seed=cfg.seed,
-                     trust_remote_code=cfg.models.trust_remote_code, revision=cfg.models.revision)
+                     trust_remote_code=cfg.models.trust_remote_code, revision=cfg.models.revision,
+                     init_adapter=start_adapter(cfg, role) if name == "sft" else None)
 
     def save() -> None:
         if is_main:

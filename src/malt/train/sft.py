@@ -30,6 +30,9 @@ class Phase:
     seed: int = 0
     trust_remote_code: bool = False
     revision: str | None = None
+    # A LoRA adapter to continue training (e.g. the previous round's final adapter in
+    # `malt iterate`); None: a fresh adapter on the base model.
+    init_adapter: Path | None = None
 
 
 def sft_config(cfg: TrainConfig, phase: Phase, n_rows: int):
@@ -68,7 +71,9 @@ def build_trainer(cfg: TrainConfig, phase: Phase, dataset: Any, callbacks: list 
     set_seed(phase.seed)  # LoRA initialisation draws from the global RNG
     model = lora.load_model(phase.model, bf16=use_bf16(cfg), attn_implementation=attention_for(cfg),
                             trust_remote_code=phase.trust_remote_code, revision=phase.revision)
-    if not cfg.full_finetune:
+    if phase.init_adapter is not None:
+        model = lora.load_adapter(model, phase.init_adapter, trainable=True)
+    elif not cfg.full_finetune:
         model = lora.attach_lora(model, cfg)
     trainer = SFTTrainer(model=model, args=sft_config(cfg, phase, len(dataset)),
                          train_dataset=dataset, processing_class=tok, callbacks=callbacks)
