@@ -10,6 +10,7 @@ types (YAML 1.2 floats such as `2e-4` included), `to_dict` turns it back into pl
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -32,6 +33,19 @@ class FieldError(MaltError):
     def __init__(self, field: str, reason: str):
         super().__init__(f"{field}: {reason}")
         self.field, self.reason = field, reason
+
+
+def check(ok: bool, key: str, why: str) -> None:
+    if not ok:
+        raise FieldError(key, why)
+
+
+def positive(x: float) -> bool:
+    return math.isfinite(x) and x > 0
+
+
+def non_negative(x: float) -> bool:
+    return math.isfinite(x) and x >= 0
 
 
 def read_yaml(path: str | os.PathLike) -> tuple[Any, dict[str, int]]:
