@@ -70,6 +70,18 @@ def model_fingerprint(model: str) -> str:
     return files_fingerprint(root, files)
 
 
+def spec_inputs(specs: Mapping[str, Any], qualifier: str = "") -> dict[str, str]:
+    """What roles run, by content, as consumed inputs: "the verifier's <qualifier>model" and,
+    where it has one, "... adapter" (`specs`: role -> ModelSpec)."""
+    out: dict[str, str] = {}
+    for role, spec in specs.items():
+        fp = spec_fingerprint(spec.model, spec.adapter)
+        out[f"the {role}'s {qualifier}model"] = fp["model"]
+        if fp["adapter"] is not None:
+            out[f"the {role}'s {qualifier}adapter"] = fp["adapter"]
+    return out
+
+
 def spec_fingerprint(model: str, adapter: str | None) -> dict[str, str | None]:
     """What a role runs, by content: the model's fingerprint and the adapter folder's."""
     return {"model": model_fingerprint(model),

@@ -48,11 +48,6 @@ class SampleStats:
                           (self.prompts, prompts), (self.prompt_tokens, prompt_tokens)):
             counts[role] = counts.get(role, 0) + n
 
-    def add(self, other: SampleStats) -> None:
-        for role in other.generations:
-            self.count(role, other.generations[role], other.tokens[role],
-                       other.prompts.get(role, 0), other.prompt_tokens.get(role, 0))
-
     def ledger(self) -> dict[str, dict[str, int]]:
         """Per role: prompts and their tokens, samples and their (completion) tokens."""
         return {role: {"prompts": self.prompts.get(role, 0),

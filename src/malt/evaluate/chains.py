@@ -53,6 +53,12 @@ class Chain:
         return cls(tuple(Step(**s) for s in row["steps"]))
 
 
+def prompt_counted(chain: int, step: int) -> bool:
+    """Whether step `step` of chain `chain` of a question sent its own prompt: the k chains
+    share their first role's prompt (one call with n = k), so it counts for chain 0 only."""
+    return step > 0 or chain == 0
+
+
 def run_chains(
     backend: Backend,
     task: Task,

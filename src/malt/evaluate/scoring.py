@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from malt.chain import RoleChain
-from malt.evaluate.chains import Chain
+from malt.evaluate.chains import Chain, prompt_counted
 from malt.evaluate.methods import Method, method_roles
 from malt.evaluate.stats import mean_std, paired_bootstrap
 from malt.evaluate.turns import answer_key, turn_votes, turnwise_over_seeds, turnwise_seed
@@ -101,12 +101,11 @@ def chain_cost(chains: Sequence[Chain], n_roles: int) -> dict[str, int]:
     The chains of a question share their first role's prompt (its k samples are one call's n
     in the token ledger), so that prompt counts once; every later step is its own prompt.
     """
-    steps = [s for c in chains for s in c.steps[:n_roles]]
-    later = [s for c in chains for s in c.steps[1:n_roles]]
-    first = chains[0].steps[0].prompt_tokens if chains else None
+    steps = [(i, j, s) for i, c in enumerate(chains) for j, s in enumerate(c.steps[:n_roles])]
     return {"calls": len(steps),
-            "prompt_tokens": (first or 0) + sum(s.prompt_tokens or 0 for s in later),
-            "completion_tokens": sum(s.num_tokens or 0 for s in steps)}
+            "prompt_tokens": sum(s.prompt_tokens or 0 for i, j, s in steps
+                                 if prompt_counted(i, j)),
+            "completion_tokens": sum(s.num_tokens or 0 for _, _, s in steps)}
 
 
 def seed_summary(records: Sequence[Mapping[str, Any]], roles: RoleChain) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from malt.errors import MaltError
-from malt.evaluate.chains import Chain
+from malt.evaluate.chains import Chain, prompt_counted
 from malt.fingerprint import check_unchanged
 from malt.io import read_json, read_jsonl, write_json, write_jsonl
 from malt.records import Problem
@@ -101,7 +101,7 @@ def ledger(eval_dir: Path) -> dict[str, dict[str, dict[str, int]]]:
                         ("prompts", "prompt_tokens", "samples", "completion_tokens"), 0))
                     counts["samples"] += 1
                     counts["completion_tokens"] += step.get("num_tokens") or 0
-                    if j > 0 or i == 0:
+                    if prompt_counted(i, j):
                         counts["prompts"] += 1
                         counts["prompt_tokens"] += step.get("prompt_tokens") or 0
     return out

@@ -33,7 +33,7 @@ from malt.evaluate import leakage, store
 from malt.evaluate.chains import Chain, run_chains
 from malt.evaluate.methods import Group, Method, get_methods, groups
 from malt.evaluate.scoring import build_results, method_record, select_subset
-from malt.fingerprint import spec_fingerprint
+from malt.fingerprint import spec_inputs
 from malt.io import (
     ensure_writable,
     manifest,
@@ -211,14 +211,8 @@ def group_specs(cfg: RunConfig, plan: Sequence[Group]) -> dict[str, dict[str, Mo
 def model_fingerprints(specs: Mapping[str, Mapping[str, ModelSpec]]) -> dict[str, Any]:
     """Each group's model and adapter of each role, by content ("the verifier's final
     adapter"; the group is named when it mixes sources)."""
-    out: dict[str, Any] = {}
-    for key, by_role in specs.items():
-        for role, spec in by_role.items():
-            fp = spec_fingerprint(spec.model, spec.adapter)
-            out[f"the {role}'s {key} model"] = fp["model"]
-            if fp["adapter"] is not None:
-                out[f"the {role}'s {key} adapter"] = fp["adapter"]
-    return out
+    return {k: v for key, by_role in specs.items()
+            for k, v in spec_inputs(by_role, f"{key} ").items()}
 
 
 def base_settings(cfg: RunConfig, test: leakage.Source) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from malt.artifacts import BASE, resolve
 from malt.backends.base import Backend, ModelSpec
 from malt.config import RunConfig, save_config, to_dict
 from malt.errors import MaltError
-from malt.fingerprint import check_unchanged, config_inputs, model_fingerprint, spec_fingerprint
+from malt.fingerprint import check_unchanged, config_inputs, model_fingerprint, spec_inputs
 from malt.io import (
     ensure_writable,
     manifest,
@@ -218,11 +218,7 @@ def consumed_inputs(cfg: RunConfig, specs: Mapping[str, ModelSpec] | None = None
         models = {f"the {slot} model": model_fingerprint(cfg.models.for_role(slot))
                   for slot in chain_of(cfg).models}
     else:
-        models = {}
-        for role, spec in specs.items():
-            fp = spec_fingerprint(spec.model, spec.adapter)
-            models[f"the {role}'s model"] = fp["model"]
-            models[f"the {role}'s adapter"] = fp["adapter"]
+        models = spec_inputs(specs)
     return {**config_inputs(to_dict(cfg), FINGERPRINT_KEYS), **models}
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from malt.artifacts import FINAL, models_path, read_models, resolve
 from malt.config import RunConfig, save_config
 from malt.errors import MaltError
-from malt.io import ensure_writable, read_json, write_json
+from malt.io import ensure_writable, write_json
 from malt.runspec import chain_of
 
 STAGE = "iterate"
@@ -99,10 +99,11 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
         rounds.append(row)
         write_json(out / "rounds.json", {"rounds": rounds})
         previous = sub
-        if stop_reason(cfg, row):
-            row["stopped"] = stop_reason(cfg, row)
+        reason = stop_reason(cfg, row)
+        if reason:
+            row["stopped"] = reason
             write_json(out / "rounds.json", {"rounds": rounds})
-            _say(f"[malt iterate] stopping after round {r}: {row['stopped']}")
+            _say(f"[malt iterate] stopping after round {r}: {reason}")
             break
     if cfg.iterate.eval:
         write_rounds_report(cfg, rounds)
@@ -150,11 +151,6 @@ def write_rounds_report(cfg: RunConfig, rounds: list[dict[str, Any]]) -> None:
     out = ensure_writable(Path(cfg.run_dir) / "report")
     (out / "rounds.md").write_text(rounds_markdown(rounds), encoding="utf-8")
     save_png(rounds_figure(rounds), out / "rounds.png")
-
-
-def read_rounds(run_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / STAGE / "rounds.json"
-    return read_json(path)["rounds"] if path.is_file() else []
 
 
 def _say(text: str) -> None:
