@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from malt.backends.base import ModelSpec, SamplingParams, derive_seed  # noqa: E402
 from malt.backends.hf import HFBackend, encode_chat  # noqa: E402
 from malt.config import BackendConfig  # noqa: E402
-from malt.records import ROLES, Problem  # noqa: E402
+from malt.chain import DEFAULT_NAMES as ROLES  # noqa: E402
+from malt.records import Problem  # noqa: E402
 from malt.sampling import sample_trees  # noqa: E402
 from malt.tasks.base import RolePrompts, Task  # noqa: E402
 

@@ -93,6 +93,12 @@ class BackendConfig:
     max_num_seqs: int | None = None  # sequences per engine step; None: vLLM's default, >= 1
     enforce_eager: bool = False  # true: no CUDA graphs (less memory and start-up time, slower decode)
     quantization: str | None = None  # vLLM's --quantization (fp8, awq, gptq, ...); None: as saved
+    # Workers (docs/scale-out.md): N > 1 places N copies of this backend as Ray actors and
+    # feeds them chunks of questions; shards are written here, so N never changes the bytes.
+    workers: int = 1  # >= 1; 1 runs in this process and never imports Ray
+    ray_address: str | None = None  # None: a local Ray cluster; "auto" or "ray://host:10001"
+    worker_cpus: float = 1.0  # CPUs per worker (torch threads on the hf backend), > 0
+    worker_gpus: float | None = None  # GPUs per worker; None: 0 on CPU, else tensor_parallel_size
     # openai-compatible server
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"  # name of the variable, never the key itself
@@ -114,6 +120,10 @@ class BackendConfig:
             _check(value is None or value >= 1, name, "must be at least 1 or null")
         _check(self.quantization is None or bool(self.quantization.strip()), "quantization",
                "must name a method (fp8, awq, ...) or be null")
+        _check(self.workers >= 1, "workers", "must be at least 1")
+        _check(_positive(self.worker_cpus), "worker_cpus", "must be a finite number > 0")
+        _check(self.worker_gpus is None or _non_negative(self.worker_gpus), "worker_gpus",
+               "must be a finite number >= 0 or null")
         _check(self.max_concurrency >= 1, "max_concurrency", "must be at least 1")
         _check(_positive(self.timeout_s), "timeout_s", "must be a finite number > 0")
         _check(self.max_retries >= 0, "max_retries", "must be at least 0")

@@ -47,6 +47,7 @@ from malt.records import Problem
 from malt.runspec import chain_of
 from malt.tasks import get_task
 from malt.tasks.base import Task
+from malt.workers import Job, run_jobs
 
 BackendFactory = Callable[[Mapping[str, ModelSpec]], Backend]
 
@@ -85,8 +86,9 @@ def run(
     """
     task = task or get_task(cfg.task.name)
     # Methods that share chains grade the same answers again; checkers such as math-verify
-    # are slow, so remember each (pred, gold) verdict for the run.
-    task = dataclasses.replace(task, equivalent_fn=functools.lru_cache(maxsize=1 << 16)(
+    # are slow, so remember each (pred, gold) verdict for the run. (Sampling, which may run
+    # in worker processes, gets the plain task.)
+    grader = dataclasses.replace(task, equivalent_fn=functools.lru_cache(maxsize=1 << 16)(
         task.equivalent_fn))
     factory = backend_factory or (lambda models: build_backend(
         cfg.backend, models, trust_remote_code=cfg.models.trust_remote_code,
@@ -110,7 +112,7 @@ def run(
                                                  subsets[s])]
         if pending:
             evaluate_group(cfg, task, chain, factory, group, specs[group.key], pending,
-                           subsets, progress)
+                           subsets, progress, grader)
     records = {(m.name, s): store.read_records(store.records_path(eval_dir, m.name, s))
                for m in methods for s in cfg.eval.seeds}
     results = build_results(methods, chain, records, cfg.eval.seeds,
@@ -242,44 +244,43 @@ def evaluate_group(
     pending: Sequence[tuple[Method, int]],
     subsets: Mapping[int, Sequence[Problem]],
     progress: bool = False,
+    grader: Task | None = None,
 ) -> None:
-    """Sample the chains one group needs and write its pending record files."""
+    """Sample the chains one group needs (here, or on `backend.workers` Ray workers) and write
+    its pending record files; `grader` (default `task`) grades the records.
+
+    Every chunk not already on disk is one job; each finished chunk is saved at once, so an
+    interrupted group resumes from its chunks, with any number of workers.
+    """
     k = max(m.k(cfg.eval.chains, chain) for m, _ in pending)
     longest = max(len(m.chain(chain)) for m, _ in pending)
     roles = group.chain.prefix(longest)
     eval_dir = cfg.stage_dir("eval")
-    backend = factory({r.name: specs[r.name] for r in roles})
-    try:
-        for seed in sorted({s for _, s in pending}):
-            bar = tqdm(total=len(subsets[seed]), unit="q", disable=not progress,
-                       desc=f"eval {group.key} models, seed {seed}")
-            with bar:
-                chains = sample_seed(cfg, task, backend, group.key, roles, subsets[seed], k,
-                                     seed, bar.update)
-            for m, s in pending:
-                if s == seed:
-                    rows = [method_record(m, chain, p, cs, m.k(cfg.eval.chains, chain), task)
-                            for p, cs in zip(subsets[seed], chains, strict=True)]
-                    store.write_records(store.records_path(eval_dir, m.name, seed), rows)
-    finally:
-        backend.close()
-
-
-def sample_seed(cfg: RunConfig, task: Task, backend: Backend, key: str, roles: RoleChain,
-                problems: Sequence[Problem], k: int, seed: int,
-                done: Callable[[int], Any] = lambda n: None) -> list[list[Chain]]:
-    """Chains for every problem of one seed, chunk by chunk, reusing finished chunks."""
-    e, size = cfg.eval, cfg.eval.chunk_size
+    e = cfg.eval
     params = SamplingParams(temperature=e.temperature, top_p=e.top_p,
                             max_new_tokens=e.max_new_tokens)
-    out: list[list[Chain]] = []
-    for index, start in enumerate(range(0, len(problems), size)):
-        chunk = problems[start:start + size]
-        path = store.chunk_path(cfg.stage_dir("eval"), key, seed, index)
-        chains = store.load_chunk(path, chunk, k, roles.names)
-        if chains is None:
-            chains = run_chains(backend, task, chunk, roles, k, params, seed)
-            store.save_chunk(path, chunk, chains)
-        out += chains
-        done(len(chunk))
-    return out
+    seeds = sorted({s for _, s in pending})
+    parts = {s: [subsets[s][i:i + e.chunk_size] for i in range(0, len(subsets[s]), e.chunk_size)]
+             for s in seeds}
+    chains = {s: [store.load_chunk(store.chunk_path(eval_dir, group.key, s, i), part, k,
+                                   roles.names) for i, part in enumerate(parts[s])]
+              for s in seeds}
+    jobs = [Job((s, i), run_chains, (task, part, roles, k, params, s))
+            for s in seeds for i, part in enumerate(parts[s]) if chains[s][i] is None]
+    total = sum(len(subsets[s]) for s in seeds)
+    todo = sum(len(job.args[1]) for job in jobs)
+    with tqdm(total=total, initial=total - todo, unit="q", disable=not progress,
+              desc=f"eval {group.key} models, seeds {', '.join(map(str, seeds))}") as bar:
+
+        def on_result(key: tuple[int, int], result: list[list[Chain]]) -> None:
+            s, i = key
+            store.save_chunk(store.chunk_path(eval_dir, group.key, s, i), parts[s][i], result)
+            chains[s][i] = result
+            bar.update(len(parts[s][i]))
+
+        models = {r.name: specs[r.name] for r in roles}
+        run_jobs(cfg.backend, functools.partial(factory, models), jobs, on_result)
+    for m, s in pending:
+        rows = [method_record(m, chain, p, cs, m.k(cfg.eval.chains, chain), grader or task)
+                for p, cs in zip(subsets[s], (c for part in chains[s] for c in part), strict=True)]
+        store.write_records(store.records_path(eval_dir, m.name, s), rows)

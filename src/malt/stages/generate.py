@@ -14,6 +14,7 @@ smaller `task.limit_train`) are deleted, so `malt label` never reads them.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ import yaml
 
 from malt.artifacts import BASE, resolve
 from malt.backends.base import Backend, ModelSpec
+from malt.chain import RoleChain
 from malt.config import RunConfig, save_config, to_dict
 from malt.errors import MaltError
 from malt.fingerprint import check_unchanged, config_inputs, model_fingerprint, spec_inputs
@@ -41,6 +43,7 @@ from malt.runspec import chain_of, sampling_of
 from malt.sampling import SampleStats, sample_trees
 from malt.tasks import get_task
 from malt.tasks.base import Task
+from malt.workers import Job, WorkerReport, run_jobs
 
 STAGE = "generate"
 # Settings that change what is sampled; any difference from the saved config is refused.
@@ -105,7 +108,9 @@ def run(
 
     def save(status: str, summary: dict | None = None) -> None:
         info = run_manifest(cfg, source, len(problems), status, summary)
-        write_json(out / "manifest.json", {**info, "consumed": consumed, "shards": shard_stats})
+        # Sorted: with several workers, shards finish in any order.
+        write_json(out / "manifest.json", {**info, "consumed": consumed,
+                                           "shards": dict(sorted(shard_stats.items()))})
 
     def on_shard(index: int, trees: list[Tree], sampled: SampleStats) -> None:
         shard_stats[shard_path(out, index).name] = {**tree_stats(task, trees),
@@ -113,21 +118,15 @@ def run(
         save("running")
 
     save("running")
-    stats = SampleStats()
-    if pending:
-        own_backend = backend is None
-        backend = backend or build_run_backend(cfg, models)
-        try:
-            stats = _generate_chunks(cfg, task, backend, chunks, pending, out, progress, on_shard)
-        finally:
-            if own_backend:
-                backend.close()
+    stats, workers = _generate_chunks(cfg, task, chunks, pending, out, progress, on_shard,
+                                      backend, models)
     names = [shard_path(out, i).name for i in range(len(chunks))]
     for name in names:
         if name not in shard_stats:  # finished before this manifest kept per-shard totals
             shard_stats[name] = tree_stats(task, list(read_trees(out / name)))
     summary = summarize(out, [shard_stats[n] for n in names], stats, time.perf_counter() - start)
     summary["removed_shards"] = removed
+    summary["workers"] = workers.summary()
     save("complete", summary)
     return summary
 
@@ -135,14 +134,16 @@ def run(
 def _generate_chunks(
     cfg: RunConfig,
     task: Task,
-    backend: Backend,
     chunks: list[list[Problem]],
     pending: list[int],
     out: Path,
     progress: bool,
     on_shard: Callable[[int, list[Tree], SampleStats], None],
-) -> SampleStats:
-    """Sample and write each pending chunk, with a progress bar of questions and tokens/s."""
+    backend: Backend | None,
+    models: Mapping[str, ModelSpec] | None,
+) -> tuple[SampleStats, WorkerReport]:
+    """Sample and write each pending chunk (here, or on `backend.workers` Ray workers), with a
+    progress bar of questions and tokens/s."""
     from tqdm.auto import tqdm
 
     chain = chain_of(cfg)
@@ -151,22 +152,42 @@ def _generate_chunks(
     done = total - sum(len(chunks[i]) for i in pending)
     stats = SampleStats()
     t0 = time.perf_counter()
+    here = backend is not None or cfg.backend.workers == 1
     with tqdm(
         total=total, initial=done, unit="q", desc="generate", disable=not progress or None
     ) as bar:
 
         def on_level(role: str, generations: int, tokens: int) -> None:
             stats.count(role, generations, tokens)
-            rate = stats.total_tokens / max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix_str(f"{chain.role(role).letter.upper()} level, {rate:,.0f} tok/s")
+            show_rate(chain.role(role).letter.upper() + " level")
 
-        for i in pending:
-            trees, sampled = sample_trees(task, chunks[i], backend, sampling, cfg.seed,
-                                          on_level, chain=chain)
+        def show_rate(where: str) -> None:
+            rate = stats.total_tokens / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix_str(f"{where}, {rate:,.0f} tok/s")
+
+        def on_result(i: int, result: tuple[list[Tree], SampleStats]) -> None:
+            trees, sampled = result
             write_trees(shard_path(out, i), trees)
             on_shard(i, trees, sampled)
+            if not here:  # levels were counted in the worker
+                for role, n in sampled.generations.items():
+                    stats.count(role, n, sampled.tokens[role])
+                show_rate(f"{cfg.backend.workers} workers")
             bar.update(len(chunks[i]))
-    return stats
+
+        # A level callback only makes sense in this process (it drives the bar).
+        jobs = [Job(i, sample_chunk, (task, chunks[i], sampling, cfg.seed, chain,
+                                      on_level if here else None)) for i in pending]
+        report = run_jobs(cfg.backend, functools.partial(build_run_backend, cfg, models),
+                          jobs, on_result, backend)
+    return stats, report
+
+
+def sample_chunk(backend: Backend, task: Task, problems: list[Problem],
+                 sampling: Mapping[str, Any], seed: int, chain: RoleChain,
+                 on_level: Callable[[str, int, int], None] | None) -> tuple[list[Tree], SampleStats]:
+    """One chunk's trees (a `Job` function: it runs wherever the backend is)."""
+    return sample_trees(task, problems, backend, sampling, seed, on_level, chain=chain)
 
 
 def build_run_backend(cfg: RunConfig, models: Mapping[str, ModelSpec] | None = None) -> Backend:
