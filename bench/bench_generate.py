@@ -197,7 +197,7 @@ def main() -> None:
     parser.add_argument("--naive-questions", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--kv-cache", choices=("static", "dynamic"), default="static")
+    parser.add_argument("--kv-cache", choices=("shared", "static", "dynamic"), default="shared")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: all cores)"
     )

@@ -84,7 +84,9 @@ class BackendConfig:
     # float32 on CPU (hf); vllm takes auto, bfloat16, float16 (GPUs without bf16) or float32
     dtype: str = "auto"
     batch_size: int = 64  # sequences per forward pass (hf), >= 1
-    kv_cache: Literal["static", "dynamic"] = "static"  # hf: static (preallocated) | dynamic
+    # hf: shared (a prompt's KV stored once for its n samples; Llama/Qwen/Mistral, else static)
+    # | static (preallocated, per row) | dynamic
+    kv_cache: Literal["shared", "static", "dynamic"] = "shared"
     # vllm (offline engine; docs/real-models.md)
     tensor_parallel_size: int = 1  # >= 1
     gpu_memory_utilization: float = 0.85  # share of GPU memory for all engines together, in (0, 1]

@@ -52,18 +52,49 @@ def test_samples_are_reproducible_and_independent_of_batch_composition(backend, 
     assert _texts(reordered) == _texts(together)[::-1]
 
 
-def test_shared_prefill_gives_the_same_samples_as_plain_batches(backend):
-    shared = backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6])  # static KV cache
+def test_every_cache_mode_gives_the_same_samples_as_plain_batches(backend):
+    assert backend.kv_cache == "shared"  # the default: one prompt cache for its n samples
+    shared = backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6])
+    texts = {}
     try:
-        backend.kv_cache = "dynamic"
-        dynamic = backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6])
-        backend.kv_cache, backend.segment_tokens = "static", 3  # drop finished rows often
-        segmented = backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6])
+        backend.segment_tokens = 3  # drop finished rows (and then whole prompts) often
+        texts["shared, segmented"] = _texts(backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6]))
+        for mode in ("static", "dynamic"):
+            backend.kv_cache, backend.segment_tokens = mode, 32
+            texts[mode] = _texts(backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6]))
+        backend.kv_cache, backend.segment_tokens = "static", 3
+        texts["static, segmented"] = _texts(backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6]))
         backend.share_prefill = False
-        plain = backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6])
+        texts["plain"] = _texts(backend.generate("verifier", PROMPTS, PARAMS, [4, 5, 6]))
     finally:
-        backend.share_prefill, backend.kv_cache, backend.segment_tokens = True, "static", 32
-    assert _texts(shared) == _texts(dynamic) == _texts(segmented) == _texts(plain)
+        backend.share_prefill, backend.kv_cache, backend.segment_tokens = True, "shared", 32
+    assert {mode: t for mode, t in texts.items() if t != _texts(shared)} == {}
+    assert len({c for row in texts["plain"] for c in row}) == 9  # nine distinct samples
+
+
+def test_the_shared_cache_matches_plain_attention_with_grouped_query_heads(tmp_path):
+    """Grouped-query attention (2 key heads for 4 query heads) and a batch whose prompts are
+    dropped one by one as their rows finish give the samples of plain attention."""
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    from malt.embedded.tiny import build_tokenizer, init_model
+
+    config = AutoConfig.from_pretrained(init_model(tmp_path / "mha", seed=3))
+    config.num_key_value_heads = 2
+    torch.manual_seed(3)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "gqa")
+    build_tokenizer().save_pretrained(tmp_path / "gqa")
+    gqa = _backend(tmp_path / "gqa")
+    try:
+        params = SamplingParams(n=4, temperature=1.2, max_new_tokens=24)
+        shared = _texts(gqa.generate("generator", PROMPTS, params, [7, 8, 9]))
+        gqa.segment_tokens = 2
+        segmented = _texts(gqa.generate("generator", PROMPTS, params, [7, 8, 9]))
+        gqa.share_prefill = False
+        plain = _texts(gqa.generate("generator", PROMPTS, params, [7, 8, 9]))
+    finally:
+        gqa.close()
+    assert shared == segmented == plain
 
 
 def test_seeds_and_sample_index_change_the_sample(backend):
