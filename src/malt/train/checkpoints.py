@@ -34,18 +34,22 @@ def train(trainer: Any, run_dir: Path, resume: bool) -> Any:
 
 
 def publish(trainer: Any, dest: Path, save: Callable[[Path], None]) -> None:
-    """Save the phase result with `save(tmp)` (main process), then rename it to `dest`.
+    """Save the phase result with `save(tmp)`, then rename it to `dest` (main process).
 
+    `save` runs on every process: under DeepSpeed ZeRO-3 or FSDP each holds a shard of the
+    weights and gathering them is collective (the trainer writes on the main process only).
     The rename makes a finished phase visible all at once, so `--resume` can trust that an
     existing `dest` is complete.
     """
     tmp = dest.with_name(f".{dest.name}.tmp")
     if trainer.accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
-        config = getattr(trainer.accelerator.unwrap_model(trainer.model), "config", None)
-        if config is not None:
-            config.use_cache = True  # training turns the KV cache off; generation wants it back
-        save(tmp)
+    trainer.accelerator.wait_for_everyone()
+    config = getattr(trainer.accelerator.unwrap_model(trainer.model), "config", None)
+    if config is not None:
+        config.use_cache = True  # training turns the KV cache off; generation wants it back
+    save(tmp)
+    if trainer.accelerator.is_main_process:
         trainer.processing_class.save_pretrained(str(tmp))
         shutil.rmtree(dest, ignore_errors=True)
         tmp.rename(dest)

@@ -17,6 +17,7 @@ counted in the metrics (`rows_dropped_completion_cut`, `rows_dropped_prompt_too_
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from malt.config import TrainConfig
 from malt.train import checkpoints, lora
 from malt.train.data import keep_fitting_rows
 from malt.train.progress import quiet_trainer
-from malt.train.settings import common_args, epochs_for, summarise, use_bf16
+from malt.train.settings import common_args, epochs_for, summarise, use_bf16, zero3
 from malt.train.sft import Phase
 
 log = logging.getLogger("malt.train")
@@ -42,8 +43,10 @@ def dpo_config(cfg: TrainConfig, phase: Phase, n_rows: int):
     return DPOConfig(**kwargs, beta=cfg.beta, trust_remote_code=phase.trust_remote_code)
 
 
-def policy_and_reference(cfg: TrainConfig, phase: Phase, sft: Path | None) -> tuple[Any, Any, Any]:
-    """(policy, explicit reference model or None, peft_config or None) for DPOTrainer."""
+def policy_and_reference(cfg: TrainConfig, phase: Phase, sft: Path | None, *,
+                         same_dtype: bool = False) -> tuple[Any, Any, Any]:
+    """(policy, explicit reference model or None, peft_config or None) for DPOTrainer;
+    `same_dtype`: the SFT adapter keeps the base model's dtype (DeepSpeed ZeRO-3)."""
     load = {"bf16": use_bf16(cfg), "trust_remote_code": phase.trust_remote_code,
             "revision": phase.revision, "attn_implementation": cfg.attn_implementation}
     if cfg.full_finetune:
@@ -54,7 +57,7 @@ def policy_and_reference(cfg: TrainConfig, phase: Phase, sft: Path | None) -> tu
     model = lora.load_model(phase.model, **load)
     if sft is None:
         return model, None, lora.lora_config(cfg)  # fresh adapter: reference = base = start
-    return lora.load_adapter(model, sft, trainable=True), None, None
+    return lora.load_adapter(model, sft, trainable=True, same_dtype=same_dtype), None, None
 
 
 def build_trainer(cfg: TrainConfig, phase: Phase, dataset: Any, sft: Path | None,
@@ -69,21 +72,24 @@ def build_trainer(cfg: TrainConfig, phase: Phase, dataset: Any, sft: Path | None
     dataset, lengths = keep_fitting_rows(dataset, tok, "dpo", cfg.max_length)
     if len(dataset) == 0:
         return None, lengths
+    # The config first: under DeepSpeed ZeRO-3 it makes `from_pretrained` load sharded.
+    args = dpo_config(cfg, phase, len(dataset))
     set_seed(phase.seed)  # LoRA initialisation draws from the global RNG
-    policy, reference, peft_config = policy_and_reference(cfg, phase, sft)
-    trainer = DPOTrainer(model=policy, ref_model=reference,
-                         args=dpo_config(cfg, phase, len(dataset)), train_dataset=dataset,
+    policy, reference, peft_config = policy_and_reference(cfg, phase, sft, same_dtype=zero3(args))
+    trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=dataset,
                          processing_class=tok, callbacks=callbacks, peft_config=peft_config)
     return quiet_trainer(trainer), lengths
 
 
 def save_policy(trainer: Any, dest: Path) -> None:
-    """Save only the trained policy: the "default" adapter (not the frozen "ref"), or the model."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if hasattr(model, "peft_config"):
-        model.save_pretrained(str(dest), selected_adapters=["default"])
-    else:
-        trainer.save_model(str(dest))
+    """Save only the trained policy: the "default" adapter (not the frozen "ref"), or the model.
+
+    Runs on every process: the trainer's own save gathers sharded weights (ZeRO-3, FSDP) and
+    writes on the main process; PEFT puts the "ref" copy in a subfolder, removed here.
+    """
+    trainer.save_model(str(dest))
+    if trainer.accelerator.is_main_process:
+        shutil.rmtree(dest / "ref", ignore_errors=True)
 
 
 def run_dpo(cfg: TrainConfig, phase: Phase, dataset: Any, sft: Path | None, *,

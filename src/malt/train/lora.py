@@ -60,21 +60,28 @@ def load_tokenizer(path: str, *, trust_remote_code: bool = False, revision: str 
     return tok
 
 
-def attach_lora(model: Any, cfg: TrainConfig):
+# PEFT makes LoRA weights fp32 on a bf16 base by default. DeepSpeed ZeRO-3 gathers parameters
+# in one dtype and fails on the first step with mixed ones, so under ZeRO-3 the adapter keeps
+# the base model's dtype (`same_dtype`), as TRL does for the adapters it creates itself.
+
+
+def attach_lora(model: Any, cfg: TrainConfig, *, same_dtype: bool = False):
     """Wrap `model` with a fresh trainable LoRA adapter; unknown target modules name the field."""
     from peft import get_peft_model
 
     try:
-        return get_peft_model(model, lora_config(cfg))
+        return get_peft_model(model, lora_config(cfg), autocast_adapter_dtype=not same_dtype)
     except ValueError as e:
         raise MaltError(f"train.target_modules: {_first_line(e)}") from None
 
 
-def load_adapter(model: Any, adapter_dir: str | Path, trainable: bool):
+def load_adapter(model: Any, adapter_dir: str | Path, trainable: bool, *,
+                 same_dtype: bool = False):
     """Load a saved LoRA adapter onto `model` (as adapter "default")."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable,
+                                     autocast_adapter_dtype=not same_dtype)
 
 
 def _first_line(e: BaseException) -> str:

@@ -50,6 +50,33 @@ def use_bf16(cfg: TrainConfig) -> bool:
     return gpu_available() and torch.cuda.is_bf16_supported()
 
 
+def fsdp_checkpointing() -> bool:
+    """Whether `accelerate launch` turned on FSDP's own activation checkpointing."""
+    from accelerate.utils import parse_flag_from_env
+
+    return parse_flag_from_env("ACCELERATE_USE_FSDP") and parse_flag_from_env(
+        "FSDP_ACTIVATION_CHECKPOINTING")
+
+
+def gradient_checkpointing(cfg: TrainConfig) -> bool:
+    """As configured, else on with a GPU; off when FSDP checkpoints the layers itself (the
+    trainer refuses both at once, and FSDP's own avoids a second all-gather per layer)."""
+    fsdp = fsdp_checkpointing()
+    if cfg.gradient_checkpointing and fsdp:
+        raise MaltError("train.gradient_checkpointing: the accelerate config turns on FSDP's own "
+                        "activation checkpointing (fsdp_activation_checkpointing), and the "
+                        "trainer refuses both; leave this empty or false")
+    if cfg.gradient_checkpointing is not None:
+        return cfg.gradient_checkpointing
+    return gpu_available() and not fsdp
+
+
+def zero3(args: Any) -> bool:
+    """Whether a TRL config's trainer will shard the model with DeepSpeed ZeRO-3."""
+    plugin = getattr(args, "deepspeed_plugin", None)
+    return plugin is not None and plugin.zero_stage == 3
+
+
 def report_to(cfg: TrainConfig) -> list[str]:
     """The trainer's `report_to` list; a missing logger package is named, not a traceback."""
     import importlib.util
@@ -65,7 +92,6 @@ def report_to(cfg: TrainConfig) -> list[str]:
 def common_args(cfg: TrainConfig, *, output_dir: Path, learning_rate: float, epochs: float,
                 seed: int) -> dict[str, Any]:
     """Keyword arguments every TRL config (SFTConfig, DPOConfig) gets from the train section."""
-    gc = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else gpu_available()
     return {
         "output_dir": str(output_dir),
         "per_device_train_batch_size": cfg.batch_size,
@@ -77,7 +103,7 @@ def common_args(cfg: TrainConfig, *, output_dir: Path, learning_rate: float, epo
         "warmup_steps": cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
         "bf16": use_bf16(cfg),
         "fp16": False,
-        "gradient_checkpointing": gc,
+        "gradient_checkpointing": gradient_checkpointing(cfg),
         "logging_steps": cfg.logging_steps,
         "save_strategy": "steps",
         "save_steps": cfg.save_steps,

@@ -11,7 +11,7 @@ from malt.config import TrainConfig
 from malt.train import attention, checkpoints, lora
 from malt.train.data import keep_fitting_rows
 from malt.train.progress import quiet_trainer
-from malt.train.settings import common_args, epochs_for, summarise, use_bf16
+from malt.train.settings import common_args, epochs_for, summarise, use_bf16, zero3
 
 log = logging.getLogger("malt.train")
 
@@ -68,15 +68,18 @@ def build_trainer(cfg: TrainConfig, phase: Phase, dataset: Any, callbacks: list 
     dataset, lengths = keep_fitting_rows(dataset, tok, "sft", cfg.max_length)
     if len(dataset) == 0:
         return None, lengths
+    # The config first: under DeepSpeed ZeRO-3 it makes `from_pretrained` load sharded.
+    args = sft_config(cfg, phase, len(dataset))
     set_seed(phase.seed)  # LoRA initialisation draws from the global RNG
     model = lora.load_model(phase.model, bf16=use_bf16(cfg), attn_implementation=attention_for(cfg),
                             trust_remote_code=phase.trust_remote_code, revision=phase.revision)
     if phase.init_adapter is not None:
-        model = lora.load_adapter(model, phase.init_adapter, trainable=True)
+        model = lora.load_adapter(model, phase.init_adapter, trainable=True,
+                                  same_dtype=zero3(args))
     elif not cfg.full_finetune:
-        model = lora.attach_lora(model, cfg)
-    trainer = SFTTrainer(model=model, args=sft_config(cfg, phase, len(dataset)),
-                         train_dataset=dataset, processing_class=tok, callbacks=callbacks)
+        model = lora.attach_lora(model, cfg, same_dtype=zero3(args))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
+                         callbacks=callbacks)
     return quiet_trainer(trainer), lengths
 
 
