@@ -4,7 +4,8 @@
 
 Writes bench/results/label.json: wall time of the label stage, trees/s, nodes/s, peak
 memory of the labelling process (resident set, measured in a fresh child process so the
-forest generation does not count), input size on disk.
+forest generation does not count) and of the grading process it forks for a big forest on
+two cores (0 without one), input size on disk.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from malt.records import Branching, Problem
 from malt.synthetic import synthetic_forest
 
 OUT = Path(__file__).resolve().parent / "results" / "label.json"
+BRANCHING = Branching(3, 3, 3)  # the paper's G -> V -> R tree: 39 nodes
 
 
 def make_forest(folder: Path, n_trees: int, filler: int, shard: int = 512) -> int:
@@ -32,7 +34,7 @@ def make_forest(folder: Path, n_trees: int, filler: int, shard: int = 512) -> in
                 answer=str(i + 3), task="gsm8k")
         for i in range(n_trees)
     ]
-    trees = synthetic_forest(problems, Branching(3, 3, 3), seed=0, filler_chars=filler)
+    trees = synthetic_forest(problems, BRANCHING, seed=0, filler_chars=filler)
     for k in range(0, n_trees, shard):
         chunk = [next(trees) for _ in range(min(shard, n_trees - k))]
         write_trees(folder / f"trees-{k // shard:05d}.jsonl", chunk)
@@ -47,7 +49,9 @@ def _label(run_dir: str, queue: mp.Queue) -> None:
     summary = label.run(cfg)
     seconds = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put({"seconds": seconds, "peak_rss_mib": peak_mib, "summary": summary})
+    grader_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    queue.put({"seconds": seconds, "peak_rss_mib": peak_mib, "grader_peak_rss_mib": grader_mib,
+               "summary": summary})
 
 
 def main() -> None:
@@ -66,7 +70,7 @@ def main() -> None:
         proc.start()
         result = queue.get()
         proc.join()
-    nodes = args.trees * Branching().nodes
+    nodes = args.trees * BRANCHING.nodes
     s = result["summary"]
     report = {
         "trees": args.trees,
@@ -77,6 +81,7 @@ def main() -> None:
         "trees_per_second": round(args.trees / result["seconds"], 1),
         "nodes_per_second": round(nodes / result["seconds"], 1),
         "label_peak_rss_mib": round(result["peak_rss_mib"], 1),
+        "label_grader_peak_rss_mib": round(result["grader_peak_rss_mib"], 1),
         "sft_rows": s["sft_rows"],
         "dpo_pairs": s["dpo_pairs"],
         "leaf_accuracy": s["leaf_accuracy"],

@@ -13,6 +13,8 @@ of its critiques' values.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+from typing import Any
 
 from malt.chain import DEFAULT, RoleChain
 from malt.records import Node, Tree
@@ -22,6 +24,9 @@ from malt.tasks.grading import read_answer
 POOLINGS = ("global", "local")
 
 
+Grades = list[tuple[str | None, int | None]]  # (answer, reward) of each node, in tree order
+
+
 def grade_tree(tree: Tree, task: Task, statuses: Counter[str] | None = None, *,
                chain: RoleChain = DEFAULT) -> Tree:
     """Extract answers from the nodes of answering roles and reward them 0/1 against the gold.
@@ -29,22 +34,46 @@ def grade_tree(tree: Tree, task: Task, statuses: Counter[str] | None = None, *,
     Fills the nodes in place (a forest is labelled tree by tree, so copies would only cost
     time) and returns the same tree.
     Nodes of roles that state no answer (critiques) get no answer and no reward.
-    Equivalence checks are cached per answer string, since siblings often agree.
     `statuses`, when given, counts each graded node's answer as ok, no_answer or unparseable.
     """
-    gold = tree.problem.answer
+    grades = grade_outputs([(n.role, n.completion) for n in tree.nodes], tree.problem.answer,
+                           task, statuses, chain=chain)
+    return set_grades(tree, grades)
+
+
+def grade_outputs(outputs: Sequence[tuple[str, Any]], gold: str, task: Task,
+                  statuses: Counter[str] | None = None, *, chain: RoleChain = DEFAULT) -> Grades:
+    """`grade_tree` on a tree's (role, completion) pairs, in order: (answer, reward) of each.
+
+    Readings are cached per completion and equivalence checks per answer string, since
+    siblings often write the same text and agree.
+    """
     verdicts: dict[str, bool] = {}
+    readings: dict[str, tuple[str | None, str]] = {}
     answering = {r.name for r in chain if r.answers}
-    for n in tree.nodes:
-        if n.role not in answering:
-            n.answer, n.reward = None, None
+    grades: Grades = []
+    for role, text in outputs:
+        if role not in answering:
+            grades.append((None, None))
             continue
-        pred, status = read_answer(task, n.completion)
+        if not isinstance(text, str):  # no key for the cache; read_answer says unparseable
+            pred, status = read_answer(task, text)
+        elif (reading := readings.get(text)) is not None:
+            pred, status = reading
+        else:
+            pred, status = readings[text] = read_answer(task, text)
         if statuses is not None:
             statuses[status] += 1
         if pred is not None and pred not in verdicts:
             verdicts[pred] = task.is_equivalent(pred, gold)
-        n.answer, n.reward = pred, int(pred is not None and verdicts[pred])
+        grades.append((pred, int(pred is not None and verdicts[pred])))
+    return grades
+
+
+def set_grades(tree: Tree, grades: Grades) -> Tree:
+    """Fill each node's answer and reward from `grades` (in tree order); returns the tree."""
+    for n, (answer, reward) in zip(tree.nodes, grades, strict=True):
+        n.answer, n.reward = answer, reward
     return tree
 
 

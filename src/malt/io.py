@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from malt.errors import MaltError
 from malt.records import Tree
 
@@ -29,18 +31,18 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise MaltError(f"{path}: no such file")
-    for lineno, raw in _raw_lines(path):
+    for lineno, raw in raw_lines(path):
         try:
             yield lineno, json_object(raw)
         except MaltError as e:
             raise MaltError(f"{path}:{lineno}: {e}") from None
 
 
-def _raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, bytes) of each non-blank line; bytes, so one bad byte costs one line."""
-    with path.open("rb") as f:
+    with path.open("rb", buffering=1 << 20) as f:
         for lineno, raw in enumerate(f, start=1):
-            if raw.strip():
+            if not raw.isspace():  # what strip() would leave empty (no copy of a long line)
                 yield lineno, raw
 
 
@@ -76,6 +78,47 @@ def json_object(raw: bytes) -> dict[str, Any]:
 def dumps(obj: Any) -> str:
     """One canonical JSON line (stable bytes for the same object)."""
     return json.dumps(obj, ensure_ascii=False, sort_keys=False, separators=(",", ":"))
+
+
+def jsonl_line(obj: Any, *, checked: bool = False) -> bytes:
+    """`dumps(obj)` and a newline as UTF-8 bytes, the same bytes however they are made.
+
+    orjson writes dicts with string keys, lists, strings, booleans, None, integers and floats
+    from 1e-4 to 1e16 exactly as `dumps` does, three times faster, so such objects go through
+    it; anything else (1e-05 it writes as 0.00001, a dataclass where `dumps` refuses one)
+    through `dumps`. `checked=True`: the caller knows `obj` holds only those, so it is not
+    looked through first (rows of messages from checked trees: strings only).
+    """
+    if _ORJSON_WRITES_ALIKE and (checked or _orjson_alike(obj)):
+        try:
+            return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+        except TypeError:  # a lone surrogate: let `dumps` and the encoder say what is wrong
+            pass
+    return (dumps(obj) + "\n").encode("utf-8")
+
+
+def _orjson_alike(obj: Any) -> bool:
+    """Whether orjson writes `obj` as `dumps` does (see `jsonl_line`)."""
+    kind = type(obj)
+    if kind is str or obj is None or kind is bool:
+        return True
+    if kind is int:
+        return -(2**63) <= obj < 2**64
+    if kind is float:  # `dumps` writes an exponent outside these, orjson another one
+        return obj == 0.0 or 1e-4 <= abs(obj) < 1e16
+    if kind is list:
+        return all(map(_orjson_alike, obj))
+    if kind is dict:
+        return all(type(k) is str for k in obj) and all(map(_orjson_alike, obj.values()))
+    return False
+
+
+# What `jsonl_line` relies on, checked once against the installed orjson: should a release
+# write any of these otherwise, every line goes through `dumps`.
+_ORJSON_WRITES_ALIKE = all(orjson.dumps(x) == dumps(x).encode("utf-8") for x in (
+    {"role": "user", "content": 'a "quoted" \\ back\tslash\n\x00\x1f\x7f é 中 \u2028 😀'},
+    [0.0, -0.0, 1.0, 0.5, 1 / 3, 1e-4, 0.000123, 2 / 3 * 1e15, 9999999999999998.0],
+    [None, True, False, 0, -(2**63), 2**64 - 1, "", []], {}))
 
 
 # Errors that can only come from writing, wherever they are raised (a full disk, a quota).
@@ -304,18 +347,21 @@ class DatasetWriter:
         self._tmp = self.path.with_name(f".{self.path.name}.tmp")
         with self._naming_errors():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self._tmp.open("w", encoding="utf-8") if fmt == "jsonl" else None
+            self._file = self._tmp.open("wb", buffering=1 << 20) if fmt == "jsonl" else None
         self._parquet = None
 
-    def write(self, row: dict[str, Any]) -> None:
+    def write(self, row: dict[str, Any], *, checked: bool = False) -> None:
+        """Add one row; `checked` as in `jsonl_line`."""
         self.rows += 1
-        with self._naming_errors():
+        try:  # not `_naming_errors`: a context manager per row costs more than the row
             if self._file is not None:
-                self._file.write(dumps(row) + "\n")
+                self._file.write(jsonl_line(row, checked=checked))
                 return
             self._batch.append(row)
             if len(self._batch) >= self._batch_rows:
                 self._flush_parquet()
+        except OSError as e:
+            raise self._write_error(e) from None
 
     @contextmanager
     def _naming_errors(self) -> Iterator[None]:
@@ -323,7 +369,10 @@ class DatasetWriter:
         try:
             yield
         except OSError as e:
-            raise MaltError(f"{self.path}: cannot write ({e.strerror or e})") from None
+            raise self._write_error(e) from None
+
+    def _write_error(self, e: OSError) -> MaltError:
+        return MaltError(f"{self.path}: cannot write ({e.strerror or e})")
 
     def _flush_parquet(self) -> None:
         import pyarrow as pa
@@ -371,8 +420,77 @@ class DatasetWriter:
 def iter_tree_lines(path: str | os.PathLike) -> Iterator[Tree | MaltError]:
     """Like `read_trees`, but yields a MaltError naming file:line for a bad line and goes on."""
     for file in tree_files(path):
-        for lineno, raw in _raw_lines(file):
-            try:
-                yield Tree.from_dict(json_object(raw))
-            except MaltError as e:
-                yield MaltError(f"{file}:{lineno}: {e}")
+        for lineno, raw in raw_lines(file):
+            yield tree_or_error(file, lineno, raw)
+
+
+def tree_or_error(file: Path, lineno: int, raw: bytes) -> Tree | MaltError:
+    """The tree on line `lineno` of `file`, or a MaltError naming file:line and the reason."""
+    try:
+        return tree_from_line(raw)
+    except MaltError as e:
+        return MaltError(f"{file}:{lineno}: {e}")
+
+
+def tree_from_line(raw: bytes) -> Tree:
+    """`Tree.from_dict(json_object(raw))`, the same tree or error, faster.
+
+    orjson reads a well-formed line in a third less time than `json`; whatever it refuses or
+    may read otherwise goes the slow way, so the tree or the error is always the same: a line
+    it cannot read or that makes no tree (the error comes from the slow way), and a tree
+    holding a float past the 64-bit integers (orjson reads such an integer as a float).
+    """
+    tree = _fast_tree(raw)
+    return tree if tree is not None else Tree.from_dict(json_object(raw))
+
+
+def _fast_tree(raw: bytes) -> Tree | None:
+    try:
+        row = orjson.loads(raw)
+        if type(row) is dict:
+            tree = Tree.from_dict(row)
+            if not _holds_huge_float(tree):
+                return tree
+    except Exception:  # noqa: BLE001 - the slow way raises it again, or its own error
+        pass
+    return None
+
+
+def tree_outputs(raw: bytes) -> tuple[Any, list[tuple[Any, Any]]] | None:
+    """(gold answer, (role, completion) of each node) of a tree line, read quickly and
+    unchecked (`tree_from_line` checks); None where they cannot be read."""
+    try:
+        row = orjson.loads(raw)
+        return row["problem"]["answer"], [(n["role"], n["completion"]) for n in row["nodes"]]
+    except Exception:  # noqa: BLE001 - a malformed line: `tree_from_line` says what is wrong
+        return None
+
+
+_INT64 = (-(2**63), 2**64)  # the integers orjson reads as integers
+
+
+_SCALARS = frozenset((str, int, bool, type(None)))  # what orjson and `json` read alike
+
+
+def _holds_huge_float(tree: Tree) -> bool:
+    """Whether a field the tree checks no type of holds a float outside orjson's integers."""
+    scalars = _SCALARS
+    for n in tree.nodes:
+        if not (type(n.answer) in scalars and type(n.reward) in scalars
+                and type(n.value) in scalars and type(n.label) in scalars
+                and type(n.num_tokens) in scalars and type(n.finish_reason) in scalars
+                and type(n.prompt_tokens) in scalars) and any(map(_nested_huge_float, (
+                    n.answer, n.reward, n.value, n.label, n.num_tokens, n.finish_reason,
+                    n.prompt_tokens))):
+            return True
+    return _nested_huge_float(tree.problem.meta)
+
+
+def _nested_huge_float(obj: Any) -> bool:
+    if type(obj) is float:
+        return not _INT64[0] <= obj < _INT64[1]
+    if type(obj) is dict:
+        return any(_nested_huge_float(v) for v in obj.values())
+    if type(obj) is list:
+        return any(_nested_huge_float(v) for v in obj)
+    return False
