@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 from malt.backends.base import Completion
-from malt.config import load_config
-from malt.evaluate.stats import paired_bootstrap
 from malt.chain import DEFAULT_NAMES as ROLES
 from malt.chain import GENERATOR, REFINER
+from malt.config import load_config
+from malt.evaluate.stats import paired_bootstrap
 from malt.stages import eval as eval_stage
 from malt.tasks import get_task
 

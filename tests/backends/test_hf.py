@@ -72,6 +72,40 @@ def test_every_cache_mode_gives_the_same_samples_as_plain_batches(backend):
     assert len({c for row in texts["plain"] for c in row}) == 9  # nine distinct samples
 
 
+def test_prompts_sharing_a_question_are_prefilled_once_and_sample_as_alone(backend):
+    """A verifier level: one question, three answers (one repeated), another question; the
+    shared prefix is prefilled once per group and every prompt samples as it does alone."""
+    question = "Tom has 17 apples, gives away 5 and buys twice as many as he has left. " * 2
+
+    def verifier(q: str, answer: str) -> list:
+        return [{"role": "system", "content": "Check the answer."},
+                {"role": "user", "content": f"Question:\n{q}\nAnswer:\n{answer}"}]
+
+    prompts = [verifier(question, a) for a in ("36", "24 + 12 = 36", "36")]
+    prompts.append(verifier("Why is the sky blue? " * 3, "Rayleigh"))
+    seeds = [1, 2, 3, 4]
+    together = _texts(backend.generate("verifier", prompts, PARAMS, seeds))
+    alone = [_texts(backend.generate("verifier", [p], PARAMS, [s]))[0]
+             for p, s in zip(prompts, seeds, strict=True)]
+    try:
+        backend.share_prefill = False
+        plain = _texts(backend.generate("verifier", prompts, PARAMS, seeds))
+    finally:
+        backend.share_prefill = True
+    assert together == alone == plain
+
+
+def test_prefix_groups_share_what_saves_prefill():
+    from malt.backends.hf import prefix_groups
+
+    sys_q = list(range(100))
+    level = [sys_q + [200 + a] * 30 + [300 + c] * 30 for a in range(3) for c in range(3)]
+    other = [list(range(10)) + [999] * 150]  # shares only 10 tokens: not worth a group
+    groups = prefix_groups(level + other)
+    assert groups == [(100, list(range(9))), (160, [9])]
+    assert prefix_groups([[5, 6]]) == [(2, [0])]
+
+
 def test_the_shared_cache_matches_plain_attention_with_grouped_query_heads(tmp_path):
     """Grouped-query attention (2 key heads for 4 query heads) and a batch whose prompts are
     dropped one by one as their rows finish give the samples of plain attention."""

@@ -7,8 +7,10 @@ base; a role without an adapter on a PEFT-wrapped base runs with adapters disabl
 A call sorts prompts by length (less padding) and runs `generate` on whole prompts, at most
 `max(1, backend.batch_size // n)` prompts x `n` rows at a time (batches balanced in size),
 with left padding and the KV cache, stopping at EOS. The `n` rows of a prompt share its
-prefill: the prompt's KV cache is computed once and repeated (prefill dominates when prompts
-are longer than answers), into a preallocated static cache by default.
+prefill: the prompt's KV cache is computed once. By default (`kv_cache: shared`) it is also
+kept once and read once per decoding step for all n rows (`hf_shared`), and prompts of one
+call that share a long prefix (a level's prompts about one question) prefill it once; with
+`static` or `dynamic` it is repeated for each row.
 Sampling is seeded per row (see `hf_sampling`), so a prompt's samples do not depend on the
 other prompts in the call or on the batch size.
 """
@@ -162,16 +164,20 @@ class HFBackend:
         tok, n = route.tokenizer, params.n
         eos_ids = eos_token_ids(route.model, tok)
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
-        input_ids, attention = left_pad([p for p in prompt_ids for _ in range(n)], pad_id)
-        width = input_ids.shape[1]
+        prefill = self.share_prefill and min(len(p) for p in prompt_ids) > 1
+        shared = prefill and self.kv_cache == "shared" and supports_shared(route.model)
         cache = None
-        shared = self.kv_cache == "shared" and self.share_prefill and supports_shared(route.model)
         with torch.inference_mode():
-            if self.share_prefill and min(len(p) for p in prompt_ids) > 1:
-                max_len = width + params.max_new_tokens
-                cache = self._prefill(route.model, prompt_ids, pad_id, n, max_len, shared)
+            if shared:
+                cache, input_ids, attention = self._prefill_shared(
+                    route.model, prompt_ids, pad_id, n, params.max_new_tokens)
+            else:
+                input_ids, attention = left_pad([p for p in prompt_ids for _ in range(n)], pad_id)
+                if prefill:
+                    max_len = input_ids.shape[1] + params.max_new_tokens
+                    cache = self._prefill(route.model, prompt_ids, pad_id, n, max_len)
             ids, mask = input_ids.to(self.device), attention.to(self.device)
-            with _attention(route.model, hf_shared.NAME if shared and cache else None):
+            with _attention(route.model, hf_shared.NAME if shared else None):
                 new = self._decode(route.model, ids, mask, cache, row_seeds, params, eos_ids,
                                    pad_id)
         return [to_completion(tok, row, eos_ids) for row in new]
@@ -237,35 +243,69 @@ class HFBackend:
             static.update(layer.keys[keep, :, :length], layer.values[keep, :, :length], i)
         return static
 
-    def _prefill(self, model, prompt_ids: list[list[int]], pad_id: int, n: int, max_len: int,
-                 shared: bool = False):
-        """KV cache of every prompt but its last token, computed once for its n samples.
+    def _forward(self, model, ids, mask, positions, cache) -> None:
+        """One cache-filling forward pass (logits unused)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_RENAMED, category=FutureWarning)
+            model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                  position_ids=positions.to(self.device), past_key_values=cache, use_cache=True,
+                  logits_to_keep=1)
+
+    def _prefill_shared(self, model, prompt_ids: list[list[int]], pad_id: int, n: int,
+                        new_tokens: int):
+        """(shared prompt cache, input ids, attention mask) for n rows per prompt.
+
+        Prompts that share a long prefix (the questions of one level's prompts: a verifier's
+        prompts for the n answers to one question, a refiner's for their critiques) are
+        prefilled in two passes: each group's common prefix once, then every prompt's rest
+        on a copy of its group's prefix cache (`prefix_groups`). A row is laid out as
+        [padding, prefix, padding, rest of the prompt]; the attention mask skips both
+        paddings and positions count real tokens only, so the cache is the one a single
+        pass over the prompt would give, up to float rounding, and once the gap is closed
+        (`_close_gaps`) it is laid out as that pass would lay it out. It is then kept once
+        per prompt for its n samples (`hf_shared`).
+        """
+        import torch
+        from transformers import DynamicCache
+
+        bodies = [p[:-1] for p in prompt_ids]
+        groups = prefix_groups(bodies)
+        group_of = torch.empty(len(bodies), dtype=torch.long)
+        cut = [0] * len(bodies)
+        for g, (length, members) in enumerate(groups):
+            for i in members:
+                group_of[i], cut[i] = g, length
+        heads, head_mask = left_pad([bodies[m[0]][:length] for length, m in groups], pad_id)
+        cache = DynamicCache(config=model.config)
+        self._forward(model, heads, head_mask, (head_mask.cumsum(-1) - 1).clamp(min=0), cache)
+        cache.batch_select_indices(group_of.to(self.device))  # each prompt its group's prefix
+        ids, mask = heads[group_of], head_mask[group_of]
+        rests = [b[c:] for b, c in zip(bodies, cut, strict=True)]
+        if any(rests):
+            rest_ids, rest_mask = left_pad(rests, pad_id)
+            ids, mask = torch.cat([ids, rest_ids], 1), torch.cat([mask, rest_mask], 1)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -rest_ids.shape[1]:]
+            self._forward(model, rest_ids, mask, positions, cache)
+        _close_gaps(cache, mask.to(self.device))
+        ids, mask = left_pad(prompt_ids, pad_id)
+        shared = hf_shared.from_prompt_cache(cache, mask[:, :-1].to(self.device), n,
+                                             new_tokens + 1)
+        return shared, ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+
+    def _prefill(self, model, prompt_ids: list[list[int]], pad_id: int, n: int, max_len: int):
+        """KV cache of every prompt but its last token, computed once and repeated n times.
 
         The n samples of a prompt share it exactly, so prefill costs 1/n of a plain batch;
-        `generate` then only runs the last prompt token before decoding. `shared` keeps one
-        copy per prompt that decoding reads once for all n samples (`hf_shared`: 2.6x faster
-        decoding than the static cache on CPU, bench/results/generate.json); otherwise it is
-        repeated n times, into a cache preallocated to `max_len` with `kv_cache="static"`
-        (decoding writes in place instead of re-concatenating a growing cache at every step:
-        ~1.8x faster on CPU for 600-token prompts). The samples are the same in every mode.
+        `generate` then only runs the last prompt token before decoding. With
+        `kv_cache="static"` the cache is preallocated to `max_len`, so decoding writes in
+        place instead of re-concatenating the growing cache at every step (measured ~1.8x
+        faster on CPU for 600-token prompts; the samples are identical).
         """
         from transformers import DynamicCache, StaticCache
 
         ids, mask = left_pad([p[:-1] for p in prompt_ids], pad_id)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=model.config)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_RENAMED, category=FutureWarning)
-            model(
-                input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device),
-                position_ids=positions.to(self.device),
-                past_key_values=cache,
-                use_cache=True,
-            )
-        if shared:
-            return hf_shared.from_prompt_cache(cache, mask.to(self.device), n,
-                                               max_len - ids.shape[1])
+        self._forward(model, ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), cache)
         if self.kv_cache == "dynamic":
             cache.batch_repeat_interleave(n)
             return cache
@@ -283,6 +323,60 @@ class HFBackend:
 
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+def _close_gaps(cache, mask) -> None:
+    """Move each row's cached tokens (where `mask` is 1) to the right end of a cache as wide as
+    the longest row, as one left-padded pass would have laid them out."""
+    import torch
+
+    lengths = mask.sum(1)
+    width = int(lengths.max())
+    src = torch.zeros((mask.shape[0], width), dtype=torch.long, device=mask.device)
+    for r, length in enumerate(lengths.tolist()):
+        src[r, width - length:] = mask[r].nonzero().squeeze(1)
+    for layer in cache.layers:
+        index = src[:, None, :, None]
+        layer.keys = layer.keys.gather(2, index.expand(*layer.keys.shape[:2], width,
+                                                       layer.keys.shape[3]))
+        layer.values = layer.values.gather(2, index.expand(*layer.values.shape[:2], width,
+                                                           layer.values.shape[3]))
+
+
+def prefix_groups(seqs: Sequence[Sequence[int]]) -> list[tuple[int, list[int]]]:
+    """Prompts grouped to share a prefix: (common prefix length, member indices) per group.
+
+    Sorted, neighbours share the longest prefixes; a group grows while sharing its (shrinking)
+    common prefix among one more member saves more prefill tokens than it did without it and
+    keeps at least half of that prefix. A group of one shares its whole prompt.
+
+    >>> prefix_groups([[1, 2, 3, 4], [9, 9], [1, 2, 3, 5], [1, 2, 7]])
+    [(2, [0, 2, 3]), (2, [1])]
+    >>> prefix_groups([[1, 2, 3, 4], [1, 5, 6, 7]])  # one shared token of four: not worth it
+    [(4, [0]), (4, [1])]
+    """
+    order = sorted(range(len(seqs)), key=lambda i: seqs[i])
+    groups: list[tuple[int, list[int]]] = []
+    for i in order:
+        if groups:
+            length, members = groups[-1]
+            shared = min(length, _common_prefix(seqs[members[-1]], seqs[i]))
+            # Worth it: more tokens shared, and not by giving up most of what the group
+            # shared (a prompt that would cut a question's group back to the system prompt).
+            if len(members) * shared > (len(members) - 1) * length and 2 * shared >= length:
+                groups[-1] = (shared, members + [i])
+                continue
+        groups.append((len(seqs[i]), [i]))
+    return groups
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    k = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        k += 1
+    return k
 
 
 def supports_shared(model) -> bool:
