@@ -5,7 +5,11 @@ Builds a random-init tiny Llama locally (no downloads), then reports in one JSON
   - naive: the same kind of work done one node at a time (one `generate` call per node, batch 1,
     as simple MALT implementations do), on the first few trees -> speedup ratio (target >= 10x);
   - ceiling: raw batched `generate` throughput at the sampler's batch size on prompts of the
-    sampler's mean prompt length, every row decoding max_new_tokens -> sampler share (>= 70%).
+    sampler's mean prompt length, every row decoding max_new_tokens, with transformers' own
+    caches -> sampler share (>= 70%); the same decode with malt's shared prompt cache is
+    reported beside it (`share_of_shared_cache_decode`).
+Each is measured `--repeats` times, interleaved; the best of each is compared (the run least
+disturbed by a shared machine's neighbours) and every round is in the JSON.
 
     python bench/bench_generate.py [--questions 16] [--batch-size 192] [--kv-cache shared] [--threads N]
 """
@@ -218,6 +222,8 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: all cores)"
     )
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of sampler, naive and ceiling; the best of each is reported")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "generate.json"))
     args = parser.parse_args()
 
@@ -237,16 +243,23 @@ def main() -> None:
         )
         route = backend.routes["generator"]
         sample_trees(TASK, problems(2), backend, sampling, run_seed=1)  # warm-up
-        sampler = bench_sampler(backend, problems(args.questions), sampling)
-        trees = sampler.pop("_trees")
-        naive = bench_naive(route.model, route.tokenizer, trees[: args.naive_questions], params)
-        ceiling = bench_ceiling(
-            route.model,
-            route.tokenizer,
-            args.batch_size,
-            round(sampler["mean_prompt_tokens"]),
-            args.max_new_tokens,
-        )
+        rounds = []
+        for _ in range(args.repeats):  # interleaved, so a noisy minute hits every measure
+            sampler = bench_sampler(backend, problems(args.questions), sampling)
+            trees = sampler.pop("_trees")
+            naive = bench_naive(route.model, route.tokenizer, trees[: args.naive_questions],
+                                params)
+            ceiling = bench_ceiling(route.model, route.tokenizer, args.batch_size,
+                                    round(sampler["mean_prompt_tokens"]), args.max_new_tokens)
+            rounds.append((sampler, naive, ceiling))
+            print(json.dumps({"sampler_tokens_per_s": sampler["tokens_per_s"],
+                              "naive_tokens_per_s": naive["tokens_per_s"],
+                              "ceiling_tokens_per_s": ceiling["tokens_per_s"]}), flush=True)
+        # Best of the rounds for each measure: the run least disturbed by anything else.
+        sampler = max((r[0] for r in rounds), key=lambda r: r["tokens_per_s"])
+        naive = max((r[1] for r in rounds), key=lambda r: r["tokens_per_s"])
+        ceiling = max((r[2] for r in rounds), key=lambda r: r["tokens_per_s"])
+        shared = max(r[2]["shared"]["tokens_per_s"] for r in rounds)
         n_params = sum(p.numel() for p in route.model.parameters())
     result = {
         "benchmark": "generate",
@@ -265,13 +278,20 @@ def main() -> None:
             "batch_size": args.batch_size,
             "kv_cache": args.kv_cache,
         },
+        "repeats": args.repeats,
+        "rounds": [{"sampler_tokens_per_s": s["tokens_per_s"],
+                    "naive_tokens_per_s": n["tokens_per_s"],
+                    "ceiling_tokens_per_s": c["tokens_per_s"],
+                    "shared_cache_decode_tokens_per_s": c["shared"]["tokens_per_s"],
+                    "speedup_vs_naive": round(s["tokens_per_s"] / n["tokens_per_s"], 2),
+                    "share_of_ceiling": round(s["tokens_per_s"] / c["tokens_per_s"], 3)}
+                   for s, n, c in rounds],
         "sampler": sampler,
         "naive_one_node_at_a_time": naive,
         "ceiling_raw_batched_decode": ceiling,
         "speedup_vs_naive": round(sampler["tokens_per_s"] / naive["tokens_per_s"], 2),
         "share_of_ceiling": round(sampler["tokens_per_s"] / ceiling["tokens_per_s"], 3),
-        "share_of_shared_cache_decode": round(
-            sampler["tokens_per_s"] / ceiling["shared"]["tokens_per_s"], 3),
+        "share_of_shared_cache_decode": round(sampler["tokens_per_s"] / shared, 3),
         "targets": {"speedup_vs_naive": 10.0, "share_of_ceiling": 0.7},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
