@@ -101,6 +101,9 @@ class _Worker:
             torch.set_num_threads(torch_threads)
         self.backend = make_backend()
 
+    def pid(self) -> int:
+        return os.getpid()
+
     def run(self, job: Job) -> tuple[int, Any]:
         """(this process's id, the job's result)."""
         return os.getpid(), job.fn(self.backend, *job.args)
@@ -154,7 +157,6 @@ def _run_on_ray(cfg: BackendConfig, make_backend: Callable[[], Backend], jobs: S
     threads = max(1, int(cfg.worker_cpus)) if cfg.name == "hf" else None
     actors = [actor.remote(make_backend, threads) for _ in range(count)]
     report = WorkerReport(workers=count)
-    seen: list[set[int]] = [set() for _ in actors]
     todo = list(jobs)[::-1]  # popped from the end: the caller's order
     running: dict[Any, tuple[int, Job]] = {}
 
@@ -164,6 +166,11 @@ def _run_on_ray(cfg: BackendConfig, make_backend: Callable[[], Backend], jobs: S
             running[actors[slot].run.remote(job)] = (slot, job)
 
     try:
+        # Each actor's process ids: its first, then any a restart gave it (in its results).
+        try:
+            seen = [{pid} for pid in ray.get([a.pid.remote() for a in actors])]
+        except ray.exceptions.RayError as e:
+            raise MaltError(f"a worker could not build its backend ({_cause(e)})") from None
         for slot in range(count):
             submit(slot)
         while running:
@@ -172,9 +179,8 @@ def _run_on_ray(cfg: BackendConfig, make_backend: Callable[[], Backend], jobs: S
             try:
                 pid, result = ray.get(ref)
             except ray.exceptions.RayError as e:
-                raise MaltError(f"a worker failed on chunk {job.key!r} after {MAX_RESTARTS} "
-                                f"retries ({type(e).__name__}: {_first_line(e)}); finished "
-                                f"chunks are saved, rerun to resume") from None
+                raise MaltError(f"a worker failed on chunk {job.key!r} ({_cause(e)}); "
+                                f"finished chunks are saved, rerun to resume") from None
             seen[slot].add(pid)
             on_result(job.key, result)
             report.chunks += 1
@@ -197,6 +203,13 @@ def _stop(ray, actors: Iterable[Any]) -> None:
         ray.kill(a)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+def _cause(e: BaseException) -> str:
+    """The worker's own error ("RuntimeError: boom"), not Ray's wrapping of it."""
+    cause = getattr(e, "cause", None) or e
+    if isinstance(cause, MaltError):
+        return str(cause)
+    text = str(cause).strip()
+    line = text.splitlines()[-1].strip() if text else ""
+    if "MaltError: " in line:  # raised while the actor started, and only printed by Ray
+        return line.split("MaltError: ", 1)[1]
+    return line if line.startswith(type(cause).__name__) else f"{type(cause).__name__}: {line}"

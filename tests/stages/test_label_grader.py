@@ -16,7 +16,6 @@ from malt.stages import label
 from malt.synthetic import synthetic_forest
 
 
-
 def _forest(run: Path, trees: int) -> None:
     problems = [Problem(id=f"gsm8k-{i:05d}", question=f"Tom has {i} apples and buys 3 more.",
                         answer=str(i + 3), task="gsm8k") for i in range(trees)]

@@ -155,5 +155,17 @@ def test_a_failing_job_is_named_in_one_sentence(cluster):
     got: list[int] = []
     cfg = BackendConfig(device="cpu", workers=2)
     jobs = [Job(0, _double, (1,)), Job("chunk-7", _fail, (0,))]
-    with pytest.raises(MaltError, match="chunk 'chunk-7'.*RuntimeError.*rerun to resume"):
+    with pytest.raises(MaltError, match=r"^a worker failed on chunk 'chunk-7' \(RuntimeError: "
+                                        r"boom\); finished chunks are saved, rerun to resume$"):
         run_jobs(cfg, _NoBackend, jobs, lambda k, r: got.append(k))
+
+
+def _unloadable() -> _NoBackend:
+    raise MaltError("models/nope: could not load the model or tokenizer")
+
+
+def test_a_backend_that_cannot_be_built_is_one_sentence(cluster):
+    cfg = BackendConfig(device="cpu", workers=2)
+    with pytest.raises(MaltError, match=r"^a worker could not build its backend \(models/nope: "
+                                        r"could not load the model or tokenizer\)$"):
+        run_jobs(cfg, _unloadable, [Job(0, _double, (1,))], lambda k, r: None)
