@@ -4,16 +4,22 @@ files it writes are those of one process, byte for byte, bad lines included."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import TESTS_DIR
 from malt.config import load_config
 from malt.errors import MaltError
 from malt.io import write_trees
 from malt.records import Branching, Problem
 from malt.stages import label
 from malt.synthetic import synthetic_forest
+
+SRC = TESTS_DIR.parent / "src"
 
 
 def _forest(run: Path, trees: int) -> None:
@@ -40,23 +46,42 @@ def _label(run: Path) -> None:
         label.run(load_config(None, [f"run_dir={run}", "task.name=gsm8k"]))
 
 
+# Run in a fresh interpreter: the grading process is forked only where no other thread runs,
+# and a test session has threads of its own (grader pools, Ray).
+FORCED = """
+import json, sys
+from malt.config import load_config
+from malt.errors import MaltError
+from malt.stages import label
+label.GRADER_FROM_BYTES = 0
+used = []
+grades = label._Grader.grades
+def counted(self, ordinal, tree):
+    got = grades(self, ordinal, tree)
+    used.append(got is not None)
+    return got
+label._Grader.grades = counted
+run = sys.argv[1]
+pays = label._grader_pays(label.tree_files(run + "/generate"))
+try:
+    label.run(load_config(None, ["run_dir=" + run, "task.name=gsm8k"]))
+except MaltError as e:
+    print(json.dumps({"pays": pays, "trees": len(used), "graded_there": sum(used), "error": str(e)}))
+"""
+
+
 def test_the_grading_process_changes_no_byte(tmp_path, monkeypatch):
     for run in ("one", "two"):
         _forest(tmp_path / run, 600)
     monkeypatch.setattr(label, "GRADER_FROM_BYTES", 1 << 62)  # never
     _label(tmp_path / "one")
-    used = []
-    grades = label._Grader.grades
-
-    def counted(self, ordinal, tree):
-        got = grades(self, ordinal, tree)
-        used.append(got is not None)
-        return got
-
-    monkeypatch.setattr(label, "GRADER_FROM_BYTES", 0)  # always, where fork is safe
-    monkeypatch.setattr(label._Grader, "grades", counted)
-    if not label._grader_pays(label.tree_files(tmp_path / "two" / "generate")):
-        pytest.skip("no second core or no fork here: the grading process never starts")
-    _label(tmp_path / "two")
+    proc = subprocess.run([sys.executable, "-c", FORCED, str(tmp_path / "two")],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "1 malformed tree" in seen["error"]
+    if not seen["pays"]:
+        pytest.skip("one core or no fork here: the grading process never starts")
     assert _outputs(tmp_path / "two") == _outputs(tmp_path / "one")
-    assert len(used) == 600 and sum(used) > 0  # the grades of some trees came from the fork
+    assert seen["trees"] == 600 and seen["graded_there"] > 0  # some grades came from the fork

@@ -32,9 +32,9 @@ def overrides(root: Path, run: str, workers: int, limit: int = 6) -> list[str]:
         f"task.test={root / 'test.jsonl'}", f"task.limit_train={limit}", "models.base=embedded",
         "backend.device=cpu", "backend.dtype=float32", f"backend.workers={workers}",
         "generate.chunk_size=1",
-        *[f"generate.{r}.{k}" for r in ROLES for k in ("n=2", "temperature=0.7", "max_new_tokens=64")],
-        "eval.seeds=[0,1]", "eval.subset_size=4", "eval.chunk_size=2", "eval.chains=2",
-        "eval.temperature=0.7", "eval.max_new_tokens=64", "eval.methods=[sa,sa_mv,ma_mv]",
+        *[f"generate.{r}.{k}" for r in ROLES for k in ("n=2", "temperature=0.7", "max_new_tokens=48")],
+        "eval.seeds=[0,1]", "eval.subset_size=3", "eval.chunk_size=2", "eval.chains=2",
+        "eval.temperature=0.7", "eval.max_new_tokens=48", "eval.methods=[sa,sa_mv,ma_mv]",
     ]
 
 
