@@ -22,6 +22,15 @@ if str(TESTS_DIR) not in sys.path:  # helper modules beside this file (toy_task.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def arith_splits(root: Path, train: int = 8, test: int = 6) -> Path:
+    """`root`, holding embedded-world questions: train.jsonl (seed 1) and test.jsonl (seed 2)."""
+    from malt.tasks.arith import write_split
+
+    write_split(root / "train.jsonl", train, "train", seed=1)
+    write_split(root / "test.jsonl", test, "test", seed=2)
+    return root
+
+
 def shared_data() -> Path:
     """The public datasets: $MALT_SHARED_DATA, else ../shared/data beside the repo."""
     return Path(os.environ.get("MALT_SHARED_DATA", REPO.parent / "shared" / "data"))

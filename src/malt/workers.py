@@ -21,9 +21,10 @@ any number of workers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from malt.backends.base import Backend
@@ -48,12 +49,11 @@ class Job:
 
 @dataclass
 class WorkerReport:
-    """What the workers did: how many ran, chunks each computed, restarts seen."""
+    """What the workers did: how many ran, chunks computed, restarts seen."""
 
     workers: int = 1
     chunks: int = 0
     restarts: int = 0
-    pids: list[int] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
         return {"workers": self.workers, "chunks": self.chunks, "restarts": self.restarts}
@@ -88,7 +88,7 @@ def _run_here(make_backend: Callable[[], Backend], jobs: Sequence[Job],
     finally:
         if own:
             backend.close()
-    return WorkerReport(workers=1, chunks=len(jobs), pids=[os.getpid()])
+    return WorkerReport(workers=1, chunks=len(jobs))
 
 
 class _Worker:
@@ -138,7 +138,7 @@ def worker_gpus(cfg: BackendConfig) -> float:
     """GPUs each worker asks Ray for: `worker_gpus`, else 0 on CPU and the engine's GPUs else."""
     if cfg.worker_gpus is not None:
         return cfg.worker_gpus
-    if cfg.device == "cpu" and cfg.name == "hf" or cfg.name == "openai":
+    if cfg.name == "openai" or (cfg.name == "hf" and cfg.device == "cpu"):
         return 0.0
     if cfg.device == "auto" and cfg.name == "hf":
         import torch
@@ -187,7 +187,6 @@ def _run_on_ray(cfg: BackendConfig, make_backend: Callable[[], Backend], jobs: S
             submit(slot)
     finally:
         _stop(ray, actors)
-    report.pids = sorted(p for s in seen for p in s)
     report.restarts = sum(max(0, len(s) - 1) for s in seen)
     return report
 
@@ -195,10 +194,8 @@ def _run_on_ray(cfg: BackendConfig, make_backend: Callable[[], Backend], jobs: S
 def _stop(ray, actors: Iterable[Any]) -> None:
     """Close each actor's backend (GPU memory, engine processes), then end the actors."""
     closing = [a.close.remote() for a in actors]
-    try:
+    with contextlib.suppress(Exception):  # a dead actor has nothing left to close
         ray.get(closing, timeout=60)
-    except Exception:  # noqa: BLE001 - a dead actor has nothing left to close
-        pass
     for a in actors:
         ray.kill(a)
 

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
+from conftest import arith_splits
 from malt.cli import main as cli_main
 from malt.config import load_config
 from malt.runspec import CHECKS
-from malt.tasks.arith import write_split
 
 CHAIN = ("chain=[generator, verifier, refiner, "
          "{name: verifier2, template: verifier, model: verifier}, "
@@ -20,9 +20,7 @@ CHAIN = ("chain=[generator, verifier, refiner, "
 
 @pytest.fixture(scope="module")
 def five_role_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("five")
-    write_split(root / "train.jsonl", 6, "train", seed=1)
-    write_split(root / "test.jsonl", 6, "test", seed=2)
+    root = arith_splits(tmp_path_factory.mktemp("five"), train=6)
     sampling = {"generator": 2, "verifier": 1, "refiner": 2, "verifier2": 1, "refiner2": 1}
     overrides = [
         f"run_dir={root / 'run'}", "task.name=arith", f"task.train={root / 'train.jsonl'}",

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TESTS_DIR
+from conftest import TESTS_DIR, arith_splits
 from malt.config import load_config
 from malt.runspec import CHECKS
 from malt.stages import iterate
-from malt.tasks.arith import write_split
 
 SRC = TESTS_DIR.parent / "src"
 
@@ -39,10 +38,7 @@ def overrides(root: Path, run: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("iterate")
-    write_split(root / "train.jsonl", 8, "train", seed=1)
-    write_split(root / "test.jsonl", 6, "test", seed=2)
-    return root
+    return arith_splits(tmp_path_factory.mktemp("iterate"))
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import arith_splits
 from malt.config import BackendConfig, load_config
 from malt.errors import MaltError
 from malt.runspec import CHECKS
 from malt.stages import eval as eval_stage
 from malt.stages import generate
-from malt.tasks.arith import write_split
 from malt.workers import Job, run_jobs
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'malt[ray]'")
@@ -58,10 +58,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("workers")
-    write_split(root / "train.jsonl", 8, "train", seed=1)
-    write_split(root / "test.jsonl", 6, "test", seed=2)
-    return root
+    return arith_splits(tmp_path_factory.mktemp("workers"))
 
 
 @pytest.fixture(scope="module")

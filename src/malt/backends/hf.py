@@ -165,7 +165,7 @@ class HFBackend:
         eos_ids = eos_token_ids(route.model, tok)
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
         prefill = self.share_prefill and min(len(p) for p in prompt_ids) > 1
-        shared = prefill and self.kv_cache == "shared" and supports_shared(route.model)
+        shared = prefill and self.kv_cache == "shared" and hf_shared.supports(route.model)
         cache = None
         with torch.inference_mode():
             if shared:
@@ -377,11 +377,6 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         k += 1
     return k
-
-
-def supports_shared(model) -> bool:
-    """Whether `model` decodes with the shared prompt cache (`hf_shared.SUPPORTED`)."""
-    return hf_shared.supports(model)
 
 
 @contextlib.contextmanager

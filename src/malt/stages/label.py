@@ -41,11 +41,11 @@ from malt.io import (
     DatasetWriter,
     atomic_open,
     ensure_writable,
+    iter_tree_lines,
     jsonl_line,
     manifest,
     raw_lines,
     tree_files,
-    tree_or_error,
     tree_outputs,
     write_json,
 )
@@ -193,23 +193,20 @@ def _graded_trees(source: Path, task: Task, chain: RoleChain
     files = tree_files(source)
     grader = _Grader(files, task, chain) if _grader_pays(files) else None
     try:
-        yield _trees(files, grader)
+        yield _trees(source, grader)
     finally:
         if grader is not None:
             grader.close()
 
 
-def _trees(files: list[Path], grader: _Grader | None
+def _trees(source: Path, grader: _Grader | None
            ) -> Iterator[tuple[Tree | MaltError, Graded | None]]:
-    ordinal = 0  # of the line among all lines of all files, as the grader counts them
-    for file in files:
-        for lineno, raw in raw_lines(file):
-            item = tree_or_error(file, lineno, raw)
-            graded = None
-            if grader is not None and isinstance(item, Tree):
-                graded = grader.grades(ordinal, item)
-            ordinal += 1
-            yield item, graded
+    # The ordinal of a line among all lines of all files, as the grader counts them.
+    for ordinal, item in enumerate(iter_tree_lines(source)):
+        graded = None
+        if grader is not None and isinstance(item, Tree):
+            graded = grader.grades(ordinal, item)
+        yield item, graded
 
 
 def _grader_pays(files: list[Path]) -> bool:
@@ -347,7 +344,7 @@ def _write_tree(tree: Tree, writers: dict[str, DatasetWriter], stats: RoleStats,
                 diagnostics: Diagnostics) -> None:
     stats.add_tree(tree)
     slot = {r.name: r.model for r in chain}
-    # Rows of a tree read by `tree_or_error` hold only strings (its types are checked).
+    # Rows of a tree read by `iter_tree_lines` hold only strings (its types are checked).
     for node in sft_nodes(tree):
         row, name = sft_row(node), f"sft_{slot[node.role]}"
         writers[name].write(row, checked=True)
